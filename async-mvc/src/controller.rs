@@ -1,0 +1,57 @@
+//! [`Controller`] and the [`RouterExt`] extension that mounts controllers on an axum router.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::{AsyncManager, AsyncSupportLayer};
+
+/// A struct whose methods serve routes: what `#[async_controller]` implements for an `impl`
+/// block (Spring MVC's `@Controller` with `@RequestMapping` methods).
+///
+/// The controller is the routes' state: it is shared behind an `Arc`, and its methods take
+/// `&self`. Implementing it by hand is possible, but the macro is the intended way.
+pub trait Controller: Send + Sync + Sized + 'static {
+    /// Every route of this controller, as a router to merge.
+    fn routes<S>(self: Arc<Self>) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static;
+}
+
+/// Extension methods on [`axum::Router`] for async-mvc.
+pub trait RouterExt<S>: Sized {
+    /// Mounts every route of `controller`, with async support.
+    ///
+    /// The routes use the manager of a surrounding [`async_support`](Self::async_support)
+    /// (added before or after this call), else the process-wide
+    /// [`AsyncManager::shared_default`]. Works with `.nest()`, `.merge()` and `.layer()` like
+    /// any routes.
+    ///
+    /// # Panics
+    ///
+    /// Like [`Router::route`], when a route conflicts with one already on the router — a
+    /// programming error found at startup, never triggered by a client.
+    fn controller<C: Controller>(self, controller: C) -> Self;
+
+    /// Gives every route added so far async support by `manager` (an [`AsyncManager`] or an
+    /// [`AsyncConfig`](crate::AsyncConfig)): the Rust form of Spring's
+    /// `WebMvcConfigurer::configureAsyncSupport`. Keep a clone of the manager to read its
+    /// [`metrics`](AsyncManager::metrics).
+    fn async_support(self, manager: impl Into<AsyncManager>) -> Self;
+}
+
+impl<S> RouterExt<S> for Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    fn controller<C: Controller>(self, controller: C) -> Self {
+        let routes = Arc::new(controller)
+            .routes::<S>()
+            .layer(AsyncSupportLayer::inherited());
+        self.merge(routes)
+    }
+
+    fn async_support(self, manager: impl Into<AsyncManager>) -> Self {
+        self.layer(AsyncSupportLayer::new(manager))
+    }
+}

@@ -1,0 +1,406 @@
+//! [`DeferredResult`]: a result that another task or thread supplies later.
+//!
+//! The path of one request:
+//! 1. the handler returns a `DeferredResult`; its [`IntoResponse`] hands it to the router's
+//!    [`AsyncManager`](crate::AsyncManager) through a response extension (`work.rs`);
+//! 2. the manager waits for [`set_result`](DeferredResult::set_result), the timeout or a client
+//!    disconnect, and runs the callbacks in Spring's order (`manager.rs`);
+//! 3. the value is rendered exactly as if the handler had returned it.
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+
+use axum::response::{IntoResponse, Response};
+
+use crate::{
+    work::{AsyncWork, StartAsync},
+    AsyncError, AsyncManager,
+};
+use crate::manager::guarded;
+
+/// A result that is produced later, from any task or thread: Spring MVC's `DeferredResult`.
+///
+/// A handler returns it at once; the request stays open until some other task calls
+/// [`set_result`](Self::set_result) or [`set_error_result`](Self::set_error_result), the
+/// timeout fires, or the client goes away. The value is then rendered exactly as if the handler
+/// had returned it: `T` and `E` are any [`IntoResponse`] types (`String`, `Json<_>`,
+/// `(StatusCode, …)`, `Response`). `E` is the Rust form of Spring's "error result goes through
+/// the regular exception handling".
+///
+/// The handle is a cheap `Clone` (an `Arc`), `Send` and `Sync`: keep one clone in a map or a
+/// queue and return another. It can be completed from a tokio task or from a plain
+/// [`std::thread`] with no runtime.
+///
+/// # Example
+///
+/// ```
+/// use async_mvc::DeferredResult;
+///
+/// async fn quotes() -> DeferredResult<String> {
+///     let result = DeferredResult::new();
+///     let handle = result.clone();
+///     std::thread::spawn(move || {
+///         handle.set_result("IBM 171.20".to_owned());
+///     });
+///     result
+/// }
+/// ```
+///
+/// # Timeouts
+///
+/// [`new`](Self::new) uses the manager's default timeout
+/// ([`AsyncConfig::default_timeout`](crate::AsyncConfig::default_timeout), 30 s unless
+/// configured). When the timeout fires, in this order: the `on_timeout` callback runs; if it set
+/// no result, the timeout result ([`with_timeout_result`](Self::with_timeout_result) or
+/// [`with_timeout_result_fn`](Self::with_timeout_result_fn)) is used; with neither, the manager's
+/// timeout response (`503 Service Unavailable` by default). Then `on_completion` runs.
+///
+/// # Callbacks
+///
+/// As in Spring, there is one callback of each kind: registering a second `on_timeout`,
+/// `on_error` or `on_completion` **replaces** the first. Callbacks may be registered from any
+/// thread, before or after the handler returns; one registered after the request completed never
+/// runs. They run without any lock held, so they may call [`set_result`](Self::set_result).
+pub struct DeferredResult<T, E = Response> {
+    shared: Arc<Shared<T, E>>,
+}
+
+type Callback = Box<dyn FnOnce() + Send>;
+type ErrorCallback = Box<dyn FnOnce(&AsyncError) + Send>;
+
+pub(crate) struct Shared<T, E> {
+    /// `None`: the manager's default timeout applies.
+    timeout: Option<Duration>,
+    state: Mutex<State<T, E>>,
+}
+
+enum TimeoutResult<T> {
+    Value(T),
+    Supplier(Box<dyn FnOnce() -> T + Send>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No value yet; `set_result` will succeed.
+    Waiting,
+    /// A value (or error value) was set.
+    Set,
+    /// Completed without a value: timed out with no result, client gone, or never processed.
+    Expired,
+}
+
+struct State<T, E> {
+    phase: Phase,
+    value: Option<Result<T, E>>,
+    waker: Option<Waker>,
+    timeout_result: Option<TimeoutResult<T>>,
+    on_timeout: Option<Callback>,
+    on_error: Option<ErrorCallback>,
+    on_completion: Option<Callback>,
+    /// The request has completed; callbacks registered from now on never run.
+    completed: bool,
+}
+
+impl<T, E> DeferredResult<T, E> {
+    /// A pending result that uses the manager's default timeout.
+    pub fn new() -> Self {
+        Self::build(None, None)
+    }
+
+    /// A pending result with its own timeout, overriding the manager's default (Spring's
+    /// `new DeferredResult<>(timeoutMillis)`). With no timeout result, a timeout renders the
+    /// manager's timeout response (`503` by default).
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self::build(Some(timeout), None)
+    }
+
+    /// A pending result with its own timeout and the value rendered when it fires (Spring's
+    /// `new DeferredResult<>(timeoutMillis, timeoutResult)`), e.g. `304 Not Modified` for a long
+    /// poll.
+    pub fn with_timeout_result(timeout: Duration, timeout_result: T) -> Self {
+        Self::build(Some(timeout), Some(TimeoutResult::Value(timeout_result)))
+    }
+
+    /// Like [`with_timeout_result`](Self::with_timeout_result), but the timeout result is
+    /// computed only when the timeout fires (Spring's `DeferredResult(Long, Supplier)`).
+    pub fn with_timeout_result_fn<F>(timeout: Duration, timeout_result: F) -> Self
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Self::build(
+            Some(timeout),
+            Some(TimeoutResult::Supplier(Box::new(timeout_result))),
+        )
+    }
+
+    fn build(timeout: Option<Duration>, timeout_result: Option<TimeoutResult<T>>) -> Self {
+        DeferredResult {
+            shared: Arc::new(Shared {
+                timeout,
+                state: Mutex::new(State {
+                    phase: Phase::Waiting,
+                    value: None,
+                    waker: None,
+                    timeout_result,
+                    on_timeout: None,
+                    on_error: None,
+                    on_completion: None,
+                    completed: false,
+                }),
+            }),
+        }
+    }
+
+    /// The timeout this result carries; `None` means the manager's default applies.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.timeout
+    }
+
+    /// Sets the value and completes the request. Returns `true` only for the value that wins:
+    /// `false` if a value was already set, or the result expired (timeout, client disconnect).
+    pub fn set_result(&self, value: T) -> bool {
+        self.shared.set(Ok(value))
+    }
+
+    /// Sets an error value and completes the request; it is rendered through `E`'s
+    /// [`IntoResponse`], as Spring renders `setErrorResult` through its exception handlers.
+    /// Returns `true` only for the value that wins, like [`set_result`](Self::set_result).
+    pub fn set_error_result(&self, error: E) -> bool {
+        self.shared.set(Err(error))
+    }
+
+    /// Whether a value or error value has been set (Spring's `hasResult`).
+    pub fn has_result(&self) -> bool {
+        self.shared.lock().phase == Phase::Set
+    }
+
+    /// Whether a value was set or the result expired, so that `set_result` would return
+    /// `false` (Spring's `isSetOrExpired`).
+    pub fn is_set_or_expired(&self) -> bool {
+        self.shared.lock().phase != Phase::Waiting
+    }
+
+    /// Runs `callback` when the timeout fires, before the timeout result is used. It may call
+    /// [`set_result`](Self::set_result) on a clone of this handle to supply the response.
+    /// Replaces an earlier `on_timeout`.
+    pub fn on_timeout<F>(&self, callback: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut state = self.shared.lock();
+        if !state.completed {
+            state.on_timeout = Some(Box::new(callback));
+        }
+    }
+
+    /// Runs `callback` when processing fails before a value was sent — today, when the client
+    /// disconnects ([`AsyncError::ClientDisconnected`]). The result is expired afterwards.
+    /// Replaces an earlier `on_error`.
+    pub fn on_error<F>(&self, callback: F)
+    where
+        F: FnOnce(&AsyncError) + Send + 'static,
+    {
+        let mut state = self.shared.lock();
+        if !state.completed {
+            state.on_error = Some(Box::new(callback));
+        }
+    }
+
+    /// Runs `callback` once the request has completed, whatever the outcome: value, timeout,
+    /// error or disconnect. Replaces an earlier `on_completion`.
+    pub fn on_completion<F>(&self, callback: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut state = self.shared.lock();
+        if !state.completed {
+            state.on_completion = Some(Box::new(callback));
+        }
+    }
+}
+
+impl<T, E> Shared<T, E> {
+    fn lock(&self) -> MutexGuard<'_, State<T, E>> {
+        // No user code runs under this lock, so poisoning can only come from a panicking
+        // destructor of `T`/`E`; the state itself stays consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, value: Result<T, E>) -> bool {
+        let waker = {
+            let mut state = self.lock();
+            if state.phase != Phase::Waiting {
+                return false;
+            }
+            state.phase = Phase::Set;
+            state.value = Some(value);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// The timeout to apply: this result's own, else the manager's default.
+    pub(crate) fn effective_timeout(&self, default: Option<Duration>) -> Option<Duration> {
+        self.timeout.or(default)
+    }
+
+    /// Ready with the value once one is set; otherwise registers the waker.
+    pub(crate) fn poll_value(&self, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
+        let mut state = self.lock();
+        if let Some(value) = state.value.take() {
+            return Poll::Ready(value);
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Takes a value that is already set, without waiting.
+    pub(crate) fn take_value(&self) -> Option<Result<T, E>> {
+        self.lock().value.take()
+    }
+
+    pub(crate) fn take_on_timeout(&self) -> Option<Callback> {
+        self.lock().on_timeout.take()
+    }
+
+    /// After `on_timeout` ran: the value it (or a racing setter) set, else the timeout result.
+    /// Either way the result is set or expired afterwards.
+    pub(crate) fn resolve_timeout(&self) -> TimeoutOutcome<T, E> {
+        let supplier = {
+            let mut state = self.lock();
+            if let Some(value) = state.value.take() {
+                return TimeoutOutcome::Value(value);
+            }
+            match state.timeout_result.take() {
+                Some(TimeoutResult::Value(value)) => {
+                    state.phase = Phase::Set;
+                    return TimeoutOutcome::Value(Ok(value));
+                }
+                Some(TimeoutResult::Supplier(supplier)) => {
+                    // Set now so no late `set_result` wins while the supplier runs.
+                    state.phase = Phase::Set;
+                    supplier
+                }
+                None => {
+                    state.phase = Phase::Expired;
+                    return TimeoutOutcome::NoResult;
+                }
+            }
+        };
+        TimeoutOutcome::Supplied(supplier)
+    }
+
+    /// The client is gone (or processing never started): expires the result and returns the
+    /// `on_error` callback to run.
+    pub(crate) fn expire(&self) -> Option<ErrorCallback> {
+        let mut state = self.lock();
+        if state.phase == Phase::Waiting {
+            state.phase = Phase::Expired;
+        }
+        state.value = None;
+        state.on_error.take()
+    }
+
+    /// Marks the request completed and returns `on_completion`. Drops every other callback,
+    /// which breaks the reference cycle of a callback that captured a clone of its own handle.
+    pub(crate) fn complete(&self) -> Option<Callback> {
+        let mut state = self.lock();
+        state.completed = true;
+        state.on_timeout = None;
+        state.on_error = None;
+        state.timeout_result = None;
+        state.waker = None;
+        state.on_completion.take()
+    }
+}
+
+/// What a fired timeout resolved to.
+pub(crate) enum TimeoutOutcome<T, E> {
+    /// A value set by `on_timeout`, a racing setter, or the fixed timeout result.
+    Value(Result<T, E>),
+    /// The lazily computed timeout result; call it outside any lock.
+    Supplied(Box<dyn FnOnce() -> T + Send>),
+    /// Nothing: render the manager's timeout response.
+    NoResult,
+}
+
+impl<T, E> Clone for DeferredResult<T, E> {
+    fn clone(&self) -> Self {
+        DeferredResult {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T, E> Default for DeferredResult<T, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, E> fmt::Debug for DeferredResult<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("DeferredResult")
+            .field("timeout", &self.shared.timeout)
+            .field("phase", &state.phase)
+            .field("completed", &state.completed)
+            .finish()
+    }
+}
+
+impl<T, E> IntoResponse for DeferredResult<T, E>
+where
+    T: IntoResponse + Send + 'static,
+    E: IntoResponse + Send + 'static,
+{
+    fn into_response(self) -> Response {
+        AsyncWork::response(Box::new(DeferredStart {
+            shared: Some(self.shared),
+        }))
+    }
+}
+
+/// A returned `DeferredResult` on its way to the manager.
+struct DeferredStart<T, E> {
+    /// Taken when the manager starts processing.
+    shared: Option<Arc<Shared<T, E>>>,
+}
+
+impl<T, E> StartAsync for DeferredStart<T, E>
+where
+    T: IntoResponse + Send + 'static,
+    E: IntoResponse + Send + 'static,
+{
+    fn start(mut self: Box<Self>, manager: AsyncManager) -> crate::work::ResponseFuture {
+        match self.shared.take() {
+            Some(shared) => Box::pin(manager.run_deferred(shared)),
+            None => Box::pin(std::future::ready(AsyncError::NotSupported.into_response())),
+        }
+    }
+}
+
+impl<T, E> Drop for DeferredStart<T, E> {
+    /// Never started (no async support on the route): expire the result so that setters learn
+    /// it, and run `on_error` and `on_completion`, as Spring does when async cannot start.
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            if let Some(on_error) = shared.expire() {
+                guarded("on_error", || on_error(&AsyncError::NotSupported));
+            }
+            if let Some(on_completion) = shared.complete() {
+                guarded("on_completion", on_completion);
+            }
+        }
+    }
+}

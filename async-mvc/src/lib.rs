@@ -1,0 +1,91 @@
+//! Spring MVC's asynchronous request processing for [axum].
+//!
+//! A handler returns an async value at once; the request stays open until the value is ready,
+//! while no thread waits for it. One [`AsyncManager`] per router (Spring's `WebAsyncManager`)
+//! applies timeouts, runs lifecycle callbacks in Spring's order, notices clients that disconnect
+//! and counts what is in flight.
+//!
+//! | Spring MVC | async-mvc |
+//! |---|---|
+//! | `@Controller` + `@RequestMapping` | [`#[async_controller]`](macro@async_controller) + [`#[get]`](macro@get), … |
+//! | `DeferredResult<T>` | [`DeferredResult<T, E>`](DeferredResult) |
+//! | `WebAsyncManager` | [`AsyncManager`] |
+//! | `AsyncSupportConfigurer` | [`AsyncConfig`] |
+//! | `AsyncRequestTimeoutException` | [`AsyncError::Timeout`] (`503`) |
+//!
+//! # Example
+//!
+//! ```
+//! use std::{collections::HashMap, sync::Mutex, time::Duration};
+//!
+//! use async_mvc::prelude::*;
+//! use axum::{extract::Path, http::StatusCode, Router};
+//!
+//! #[derive(Default)]
+//! struct Quotes {
+//!     waiting: Mutex<HashMap<String, Vec<DeferredResult<String>>>>,
+//! }
+//!
+//! #[async_controller(path = "/quotes")]
+//! impl Quotes {
+//!     /// Long poll: answers when a quote for `symbol` is published, or `204` after 30 s.
+//!     #[get("/{symbol}")]
+//!     fn next(&self, Path(symbol): Path<String>) -> DeferredResult<String> {
+//!         let result = DeferredResult::new();
+//!         result.on_timeout({
+//!             let result = result.clone();
+//!             move || { result.set_error_result(StatusCode::NO_CONTENT.into_response()); }
+//!         });
+//!         self.waiting.lock().unwrap().entry(symbol).or_default().push(result.clone());
+//!         result
+//!     }
+//!
+//!     /// Publishes a quote to every waiting client.
+//!     #[post("/{symbol}")]
+//!     fn publish(&self, Path(symbol): Path<String>, price: String) -> StatusCode {
+//!         for waiting in self.waiting.lock().unwrap().remove(&symbol).unwrap_or_default() {
+//!             waiting.set_result(price.clone());
+//!         }
+//!         StatusCode::NO_CONTENT
+//!     }
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .controller(Quotes::default())
+//!     .async_support(AsyncConfig::new().default_timeout(Duration::from_secs(30)));
+//! # use axum::response::IntoResponse;
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `macros` (default): [`async_controller`](macro@async_controller) and the route attributes.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod config;
+mod controller;
+mod deferred_result;
+mod error;
+mod layer;
+mod manager;
+mod work;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use config::{AsyncConfig, DEFAULT_TIMEOUT};
+pub use controller::{Controller, RouterExt};
+pub use deferred_result::DeferredResult;
+pub use error::AsyncError;
+pub use layer::{AsyncSupport, AsyncSupportLayer, ResponseFuture};
+pub use manager::{AsyncManager, AsyncMetrics};
+
+#[cfg(feature = "macros")]
+pub use async_mvc_macros::{async_controller, delete, get, patch, post, put, request_mapping};
+
+/// The items most applications need: `use async_mvc::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "macros")]
+    pub use crate::{async_controller, delete, get, patch, post, put, request_mapping};
+    pub use crate::{AsyncConfig, AsyncError, AsyncManager, Controller, DeferredResult, RouterExt};
+}

@@ -1,0 +1,1 @@
+//! Demo servers for async-mvc.
