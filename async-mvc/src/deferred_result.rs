@@ -16,11 +16,11 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 
+use crate::manager::guarded;
 use crate::{
     work::{AsyncWork, StartAsync},
     AsyncError, AsyncManager,
 };
-use crate::manager::guarded;
 
 /// A result that is produced later, from any task or thread: Spring MVC's `DeferredResult`.
 ///
@@ -402,5 +402,94 @@ impl<T, E> Drop for DeferredStart<T, E> {
                 guarded("on_completion", on_completion);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_result_is_neither_set_nor_expired() {
+        let result = DeferredResult::<String>::new();
+        assert!(!result.has_result());
+        assert!(!result.is_set_or_expired());
+        assert_eq!(result.timeout(), None);
+    }
+
+    #[test]
+    fn first_value_wins_across_clones() {
+        let result = DeferredResult::<u32, String>::with_timeout(Duration::from_millis(5));
+        let clone = result.clone();
+        assert!(clone.set_result(1));
+        assert!(!result.set_result(2));
+        assert!(!result.set_error_result("late".into()));
+        assert!(result.has_result() && result.is_set_or_expired());
+        assert!(matches!(result.shared.take_value(), Some(Ok(1))));
+        assert_eq!(result.timeout(), Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn expired_result_refuses_values_and_hands_out_on_error_once() {
+        let result = DeferredResult::<u32>::new();
+        result.on_error(|_| {});
+        assert!(result.shared.expire().is_some());
+        assert!(result.shared.expire().is_none());
+        assert!(result.is_set_or_expired());
+        assert!(!result.has_result());
+        assert!(!result.set_result(3));
+    }
+
+    #[test]
+    fn timeout_prefers_a_set_value_then_the_timeout_result() {
+        let result = DeferredResult::<u32>::with_timeout_result(Duration::ZERO, 7);
+        assert!(result.set_result(1));
+        assert!(matches!(
+            result.shared.resolve_timeout(),
+            TimeoutOutcome::Value(Ok(1))
+        ));
+
+        let result = DeferredResult::<u32>::with_timeout_result(Duration::ZERO, 7);
+        assert!(matches!(
+            result.shared.resolve_timeout(),
+            TimeoutOutcome::Value(Ok(7))
+        ));
+        assert!(!result.set_result(8), "the timeout result won");
+
+        let result = DeferredResult::<u32>::with_timeout(Duration::ZERO);
+        assert!(matches!(
+            result.shared.resolve_timeout(),
+            TimeoutOutcome::NoResult
+        ));
+        assert!(result.is_set_or_expired() && !result.has_result());
+    }
+
+    #[test]
+    fn callbacks_registered_after_completion_are_dropped() {
+        let result = DeferredResult::<u32>::new();
+        result.on_completion(|| {});
+        assert!(result.shared.complete().is_some());
+        result.on_completion(|| unreachable!("registered after completion"));
+        assert!(result.shared.complete().is_none());
+    }
+
+    #[test]
+    fn completion_breaks_a_callback_cycle() {
+        let result = DeferredResult::<u32>::new();
+        let own = result.clone();
+        result.on_timeout(move || {
+            own.set_result(1);
+        });
+        assert_eq!(Arc::strong_count(&result.shared), 2);
+        let _ = result.shared.complete();
+        assert_eq!(Arc::strong_count(&result.shared), 1);
+    }
+
+    #[test]
+    fn handle_is_send_sync_and_debug() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<DeferredResult<String, Response>>();
+        let debug = format!("{:?}", DeferredResult::<u8>::new());
+        assert!(debug.contains("Waiting"), "{debug}");
     }
 }

@@ -143,3 +143,96 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
         f.write_str("ResponseFuture")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::{body::to_bytes, routing::get, Router};
+    use http::StatusCode;
+    use tower::ServiceExt;
+
+    use crate::{AsyncConfig, AsyncManager, DeferredResult, RouterExt};
+
+    async fn call(app: Router, path: &str) -> (StatusCode, String) {
+        let request = axum::extract::Request::get(path)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = app.oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn never() -> DeferredResult<String> {
+        DeferredResult::new()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_innermost_manager_applies() {
+        let inner = AsyncManager::new(AsyncConfig::new().default_timeout(Duration::from_secs(1)));
+        let outer = AsyncManager::new(AsyncConfig::new().default_timeout(Duration::from_secs(9)));
+        let app = Router::new()
+            .nest(
+                "/inner",
+                Router::new()
+                    .route("/", get(|| async { never() }))
+                    .async_support(inner.clone()),
+            )
+            .async_support(outer.clone());
+        let (status, body) = call(app, "/inner").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "async request timed out after 1000 ms");
+        assert_eq!(
+            (inner.metrics().timed_out, outer.metrics().timed_out),
+            (1, 0)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_default_timeout_waits_for_the_value() {
+        let result = DeferredResult::<String>::new();
+        let handle = result.clone();
+        let app = Router::new()
+            .route("/", get(move || std::future::ready(result.clone())))
+            .async_support(AsyncConfig::new().default_timeout(None));
+        let waiting = tokio::spawn(call(app, "/"));
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        assert!(!waiting.is_finished());
+        assert!(handle.set_result("a day later".to_owned()));
+        let (status, body) = waiting.await.expect("join");
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "a day later"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_racing_the_timer_wins_over_the_timeout_result() {
+        let result = DeferredResult::<String>::with_timeout_result(
+            Duration::from_millis(10),
+            "fallback".to_owned(),
+        );
+        let handle = result.clone();
+        result.on_timeout(move || {
+            handle.set_result("set during on_timeout".to_owned());
+        });
+        let app = Router::new()
+            .route("/", get(move || std::future::ready(result.clone())))
+            .async_support(AsyncConfig::new());
+        let (status, body) = call(app, "/").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "set during on_timeout")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_callback_is_contained() {
+        let result = DeferredResult::<String>::new();
+        result.on_completion(|| panic!("callback bug"));
+        result.set_result("delivered".to_owned());
+        let app = Router::new()
+            .route("/", get(move || std::future::ready(result.clone())))
+            .async_support(AsyncConfig::new());
+        let (status, body) = call(app, "/").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "delivered"));
+    }
+}

@@ -152,21 +152,22 @@ impl AsyncManager {
         E: IntoResponse,
     {
         self.inner.timed_out.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(timeout_ms = after.as_millis() as u64, "async request timed out");
+        tracing::debug!(
+            timeout_ms = after.as_millis() as u64,
+            "async request timed out"
+        );
         if let Some(on_timeout) = shared.take_on_timeout() {
             guarded("on_timeout", on_timeout);
         }
         match shared.resolve_timeout() {
             TimeoutOutcome::Value(value) => render(value),
-            TimeoutOutcome::Supplied(supplier) => {
-                match catch_unwind(AssertUnwindSafe(supplier)) {
-                    Ok(value) => value.into_response(),
-                    Err(_) => {
-                        tracing::error!("the timeout result supplier panicked");
-                        self.timeout_response(after)
-                    }
+            TimeoutOutcome::Supplied(supplier) => match catch_unwind(AssertUnwindSafe(supplier)) {
+                Ok(value) => value.into_response(),
+                Err(_) => {
+                    tracing::error!("the timeout result supplier panicked");
+                    self.timeout_response(after)
                 }
-            }
+            },
             TimeoutOutcome::NoResult => self.timeout_response(after),
         }
     }

@@ -53,7 +53,10 @@ impl AsyncWork {
 
     /// Sets `Content-Type: content_type` on the response unless it already has one — now for
     /// a plain response, or once the async work has produced its response (`produces`).
-    pub(crate) fn default_content_type(mut response: Response, content_type: HeaderValue) -> Response {
+    pub(crate) fn default_content_type(
+        mut response: Response,
+        content_type: HeaderValue,
+    ) -> Response {
         match Self::take(&mut response) {
             Some(work) => AsyncWork::response(Box::new(WithContentType { work, content_type })),
             None => {

@@ -68,7 +68,10 @@ async fn long_poll_is_completed_by_another_http_request() {
     let http = client();
 
     let poll = tokio::spawn(http.get(server.url("/wait/a")).send());
-    eventually("the long poll is pending", || manager.metrics().pending == 1).await;
+    eventually("the long poll is pending", || {
+        manager.metrics().pending == 1
+    })
+    .await;
 
     let won = http
         .post(server.url("/complete/a"))
@@ -100,7 +103,10 @@ async fn second_set_result_returns_false_and_the_client_sees_the_first_value() {
     let http = client();
 
     let poll = tokio::spawn(http.get(server.url("/wait/k")).send());
-    eventually("the long poll is pending", || manager.metrics().pending == 1).await;
+    eventually("the long poll is pending", || {
+        manager.metrics().pending == 1
+    })
+    .await;
 
     let first = http.post(server.url("/complete/k")).body("first");
     assert_eq!(first.send().await.unwrap().text().await.unwrap(), "true");
@@ -175,7 +181,10 @@ async fn per_result_timeout_renders_the_timeout_result() {
     let response = client().get(server.url("/")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     let metrics = manager.metrics();
-    assert_eq!((metrics.timed_out, metrics.completed, metrics.pending), (1, 1, 0));
+    assert_eq!(
+        (metrics.timed_out, metrics.completed, metrics.pending),
+        (1, 1, 0)
+    );
 }
 
 #[tokio::test]
@@ -390,7 +399,10 @@ async fn client_disconnect_while_pending_runs_error_then_completion() {
         ]
     );
     let metrics = manager.metrics();
-    assert_eq!((metrics.pending, metrics.disconnected, metrics.completed), (0, 1, 0));
+    assert_eq!(
+        (metrics.pending, metrics.disconnected, metrics.completed),
+        (0, 1, 0)
+    );
     let result = results.lock().unwrap()[0].clone();
     assert!(result.is_set_or_expired());
     assert!(!result.set_result("nobody listens".to_owned()));
@@ -404,7 +416,10 @@ async fn callbacks_registered_after_the_handler_returned_still_run() {
     let http = client();
 
     let poll = tokio::spawn(http.get(server.url("/wait/late")).send());
-    eventually("the long poll is pending", || manager.metrics().pending == 1).await;
+    eventually("the long poll is pending", || {
+        manager.metrics().pending == 1
+    })
+    .await;
     let completed = Arc::new(Mutex::new(0));
     let result = waiters.get("late").unwrap();
     // Registered from a plain thread, after the handler returned; the second replaces the first.
@@ -485,9 +500,15 @@ async fn without_async_support_the_response_names_the_fix_and_the_result_expires
     let response = client().get(server.url("/")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = response.text().await.unwrap();
-    assert!(body.contains(".async_support(AsyncConfig::default())"), "{body}");
+    assert!(
+        body.contains(".async_support(AsyncConfig::default())"),
+        "{body}"
+    );
     let result = results.lock().unwrap()[0].clone();
-    eventually("the unprocessed result expired", || result.is_set_or_expired()).await;
+    eventually("the unprocessed result expired", || {
+        result.is_set_or_expired()
+    })
+    .await;
     assert!(!result.set_result("nobody listens".to_owned()));
     assert!(*completed.lock().unwrap());
 }
@@ -498,7 +519,11 @@ async fn raw_http_bytes_of_a_completed_long_poll() {
         let result = DeferredResult::new();
         let handle = result.clone();
         tokio::spawn(async move {
-            handle.set_result((StatusCode::ACCEPTED, [("x-order", "7")], "queued".to_owned()));
+            handle.set_result((
+                StatusCode::ACCEPTED,
+                [("x-order", "7")],
+                "queued".to_owned(),
+            ));
         });
         result
     }
