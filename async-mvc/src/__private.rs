@@ -20,6 +20,3 @@ pub fn respond<R: IntoResponse>(value: R) -> Response {
 pub fn respond_producing<R: IntoResponse>(value: R, content_type: HeaderValue) -> Response {
     crate::work::AsyncWork::default_content_type(value.into_response(), content_type)
 }
-
-/// Makes rustc check, at the user's return type, that it implements `IntoResponse`.
-pub fn assert_into_response<R: IntoResponse>() {}

@@ -1,0 +1,13 @@
+use async_mvc::prelude::*;
+
+struct Orders;
+
+#[async_controller]
+impl Orders {
+    #[get("/orders")]
+    fn list(&mut self) -> &'static str {
+        "[]"
+    }
+}
+
+fn main() {}
