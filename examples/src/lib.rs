@@ -1,1 +1,7 @@
 //! Demo servers for async-mvc.
+//!
+//! [`order_desk`]: an order desk whose clients long-poll for status changes that another task
+//! (a fulfilment worker) produces — Spring MVC's `DeferredResult` story, on axum. Run it with
+//! `cargo run --release -p async-mvc-examples --bin demo`.
+
+pub mod order_desk;

@@ -1,0 +1,61 @@
+//! [`OrderDesk`]: the assembled application.
+
+use async_mvc::{AsyncManager, RouterExt};
+use axum::{routing::get, Router};
+
+use super::{page, DemoConfig, Fulfilment, OrderStore, OrdersController};
+
+/// The order desk's router together with handles tests and operators may want: the store and
+/// the async manager (for its metrics).
+#[derive(Debug, Clone)]
+pub struct OrderDesk {
+    router: Router,
+    store: OrderStore,
+    manager: AsyncManager,
+}
+
+impl OrderDesk {
+    /// Builds the application and starts its fulfilment worker.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the worker is a tokio task).
+    pub fn new(config: DemoConfig) -> Self {
+        let store = OrderStore::new();
+        let fulfilment = Fulfilment::spawn(store.clone(), &config);
+        let manager = AsyncManager::new(config.async_config.clone());
+        let router = Router::new()
+            .route("/", get(page::index))
+            .controller(OrdersController::new(store.clone(), fulfilment))
+            .async_support(manager.clone());
+        OrderDesk {
+            router,
+            store,
+            manager,
+        }
+    }
+
+    /// The routes, ready for `axum::serve`.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The orders and their waiting long polls.
+    pub fn store(&self) -> &OrderStore {
+        &self.store
+    }
+
+    /// The manager driving the long polls; read its [`metrics`](AsyncManager::metrics).
+    pub fn manager(&self) -> &AsyncManager {
+        &self.manager
+    }
+}
+
+/// The order desk's router with `config`; see [`OrderDesk::new`].
+///
+/// # Panics
+///
+/// Outside a tokio runtime (the fulfilment worker is a tokio task).
+pub fn app(config: DemoConfig) -> Router {
+    OrderDesk::new(config).router()
+}
