@@ -160,6 +160,12 @@ impl<T, E> DeferredResult<T, E> {
         self.shared.timeout
     }
 
+    /// Whether `self` and `other` are handles to the same result, e.g. to find a completed long
+    /// poll in a list of waiters.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Sets the value and completes the request. Returns `true` only for the value that wins:
     /// `false` if a value was already set, or the result expired (timeout, client disconnect).
     pub fn set_result(&self, value: T) -> bool {
@@ -421,6 +427,8 @@ mod tests {
     fn first_value_wins_across_clones() {
         let result = DeferredResult::<u32, String>::with_timeout(Duration::from_millis(5));
         let clone = result.clone();
+        assert!(clone.ptr_eq(&result));
+        assert!(!clone.ptr_eq(&DeferredResult::new()));
         assert!(clone.set_result(1));
         assert!(!result.set_result(2));
         assert!(!result.set_error_result("late".into()));

@@ -89,3 +89,8 @@ pub mod prelude {
     pub use crate::{async_controller, delete, get, patch, post, put, request_mapping};
     pub use crate::{AsyncConfig, AsyncError, AsyncManager, Controller, DeferredResult, RouterExt};
 }
+
+/// The README's example compiles: it is run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,5 +1,6 @@
 //! End-to-end tests of `DeferredResult` through the async manager: a real server on loopback, a
 //! real HTTP client, plain axum handlers (the macro routes are covered in `controller.rs`).
+#![allow(clippy::unwrap_used)] // test helpers: a poisoned lock is a failed test
 
 use std::{
     collections::HashMap,
