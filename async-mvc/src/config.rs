@@ -2,15 +2,18 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use crate::AsyncError;
+use crate::{
+    interceptor::Interceptors, AsyncError, AsyncHandlerInterceptor, AsyncTaskExecutor,
+    CallableProcessingInterceptor, DeferredResultProcessingInterceptor,
+};
 
 /// The default timeout of an async request: 30 seconds (Spring leaves it to the servlet
 /// container, whose usual default is 30 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-type TimeoutResponder = dyn Fn(&AsyncError) -> Response + Send + Sync;
+type ErrorResponder = dyn Fn(&AsyncError) -> Response + Send + Sync;
 
 /// Settings shared by every async request of a router: Spring MVC's `AsyncSupportConfigurer`.
 ///
@@ -19,28 +22,44 @@ type TimeoutResponder = dyn Fn(&AsyncError) -> Response + Send + Sync;
 ///
 /// ```
 /// use std::time::Duration;
-/// use async_mvc::AsyncConfig;
-/// use axum::http::StatusCode;
+/// use async_mvc::{AsyncConfig, AsyncError, AsyncTaskExecutor};
+/// use axum::{http::StatusCode, response::IntoResponse};
 ///
+/// let executor = AsyncTaskExecutor::builder()
+///     .core_pool_size(4)
+///     .max_pool_size(16)
+///     .queue_capacity(100)
+///     .build()
+///     .expect("a valid pool");
 /// let config = AsyncConfig::new()
 ///     .default_timeout(Duration::from_secs(10))
-///     .timeout_response(|_| (StatusCode::GATEWAY_TIMEOUT, "try again").into_response());
-/// # use axum::response::IntoResponse;
+///     .task_executor(executor)
+///     .error_response(|error| match error {
+///         AsyncError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "try again").into_response(),
+///         other => other.clone().into_response(),
+///     });
 /// ```
 #[derive(Clone)]
 #[must_use]
 pub struct AsyncConfig {
     pub(crate) default_timeout: Option<Duration>,
-    pub(crate) timeout_response: Arc<TimeoutResponder>,
+    pub(crate) error_response: Option<Arc<ErrorResponder>>,
+    pub(crate) timeout_response: Option<Arc<ErrorResponder>>,
+    pub(crate) executor: Option<AsyncTaskExecutor>,
+    pub(crate) interceptors: Interceptors,
 }
 
 impl AsyncConfig {
-    /// The default settings: a [`DEFAULT_TIMEOUT`] of 30 s, and `503 Service Unavailable` when
-    /// a timeout produces no result.
+    /// The default settings: a [`DEFAULT_TIMEOUT`] of 30 s, errors rendered by
+    /// [`AsyncError`]'s `IntoResponse` (`503` for a timeout), the default
+    /// [`AsyncTaskExecutor`] (created on first use), no interceptors.
     pub fn new() -> Self {
         AsyncConfig {
             default_timeout: Some(DEFAULT_TIMEOUT),
-            timeout_response: Arc::new(|error: &AsyncError| error.clone().into_response()),
+            error_response: None,
+            timeout_response: None,
+            executor: None,
+            interceptors: Interceptors::default(),
         }
     }
 
@@ -53,16 +72,57 @@ impl AsyncConfig {
         self
     }
 
-    /// The response sent when a timeout fires and neither a timeout result nor an `on_timeout`
-    /// callback supplied a value. The default is `503 Service Unavailable` (Spring's
-    /// `AsyncRequestTimeoutException`); this is the role of an `@ExceptionHandler` for it.
+    /// How the manager renders the [`AsyncError`]s it produces — timeouts with no result,
+    /// executor rejections, panicked tasks — in place of their own `IntoResponse`: the role of
+    /// an `@ExceptionHandler` for `AsyncRequestTimeoutException` and friends.
     ///
-    /// The function gets the [`AsyncError::Timeout`] that fired.
+    /// A panic in `respond` is contained: the error's own response is sent instead.
+    pub fn error_response<F>(mut self, respond: F) -> Self
+    where
+        F: Fn(&AsyncError) -> Response + Send + Sync + 'static,
+    {
+        self.error_response = Some(Arc::new(respond));
+        self
+    }
+
+    /// The response sent when a timeout fires and nothing supplied a value (default
+    /// `503 Service Unavailable`). Takes precedence over
+    /// [`error_response`](Self::error_response) for [`AsyncError::Timeout`].
     pub fn timeout_response<F>(mut self, respond: F) -> Self
     where
         F: Fn(&AsyncError) -> Response + Send + Sync + 'static,
     {
-        self.timeout_response = Arc::new(respond);
+        self.timeout_response = Some(Arc::new(respond));
+        self
+    }
+
+    /// The executor that runs blocking `Callable`s and `WebAsyncTask`s (Spring's
+    /// `setTaskExecutor`). Without one, [`AsyncTaskExecutor::default`] is created on first use.
+    pub fn task_executor(mut self, executor: AsyncTaskExecutor) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
+    /// Adds a [`CallableProcessingInterceptor`]; they run in registration order (Spring's
+    /// `registerCallableInterceptors`).
+    pub fn callable_interceptor(mut self, interceptor: impl CallableProcessingInterceptor) -> Self {
+        self.interceptors.callable.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Adds a [`DeferredResultProcessingInterceptor`]; they run in registration order (Spring's
+    /// `registerDeferredResultInterceptors`).
+    pub fn deferred_result_interceptor(
+        mut self,
+        interceptor: impl DeferredResultProcessingInterceptor,
+    ) -> Self {
+        self.interceptors.deferred.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Adds an [`AsyncHandlerInterceptor`], told whenever async processing starts.
+    pub fn handler_interceptor(mut self, interceptor: impl AsyncHandlerInterceptor) -> Self {
+        self.interceptors.handler.push(Arc::new(interceptor));
         self
     }
 
@@ -82,6 +142,8 @@ impl fmt::Debug for AsyncConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncConfig")
             .field("default_timeout", &self.default_timeout)
+            .field("executor", &self.executor)
+            .field("interceptors", &self.interceptors)
             .finish_non_exhaustive()
     }
 }

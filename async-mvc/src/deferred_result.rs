@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use crate::manager::guarded;
 use crate::{
     work::{AsyncWork, StartAsync},
-    AsyncError, AsyncManager,
+    AsyncError, AsyncManager, AsyncRequest,
 };
 
 /// A result that is produced later, from any task or thread: Spring MVC's `DeferredResult`.
@@ -388,9 +388,13 @@ where
     T: IntoResponse + Send + 'static,
     E: IntoResponse + Send + 'static,
 {
-    fn start(mut self: Box<Self>, manager: AsyncManager) -> crate::work::ResponseFuture {
+    fn start(
+        mut self: Box<Self>,
+        manager: AsyncManager,
+        request: AsyncRequest,
+    ) -> crate::work::ResponseFuture {
         match self.shared.take() {
-            Some(shared) => Box::pin(manager.run_deferred(shared)),
+            Some(shared) => Box::pin(manager.run_deferred(request, shared)),
             None => Box::pin(std::future::ready(AsyncError::NotSupported.into_response())),
         }
     }

@@ -3,17 +3,18 @@
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{header::RETRY_AFTER, HeaderValue, StatusCode};
 
 /// What went wrong while an async request was being processed.
 ///
-/// Spring MVC counterpart: `AsyncRequestTimeoutException` ([`AsyncError::Timeout`]) and
-/// `AsyncRequestNotUsableException` ([`AsyncError::ClientDisconnected`]).
+/// Spring MVC counterparts: `AsyncRequestTimeoutException` ([`AsyncError::Timeout`]),
+/// `RejectedExecutionException` ([`AsyncError::Rejected`]), an exception thrown by a
+/// `Callable` ([`AsyncError::TaskPanicked`]) and `AsyncRequestNotUsableException`
+/// ([`AsyncError::ClientDisconnected`]).
 ///
-/// Every variant implements [`IntoResponse`], so a handler or a
-/// [`DeferredResult`](crate::DeferredResult) may use it as its error type. The response a
-/// timeout produces can be replaced with
-/// [`AsyncConfig::timeout_response`](crate::AsyncConfig::timeout_response).
+/// Every variant implements [`IntoResponse`]. The manager renders the errors it produces through
+/// [`AsyncConfig::error_response`](crate::AsyncConfig::error_response), the role of an
+/// `@ExceptionHandler` for these exceptions; without one, through this `IntoResponse`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AsyncError {
@@ -23,6 +24,20 @@ pub enum AsyncError {
     Timeout {
         /// The timeout that elapsed.
         after: Duration,
+    },
+    /// The task executor was busy and its queue full, so the task was refused at once. Rendered
+    /// as `503 Service Unavailable` with `Retry-After` (in whole seconds, at least 1).
+    #[error("the async task executor is busy; retry after {} ms", .retry_after.as_millis())]
+    Rejected {
+        /// How long the client should wait before retrying.
+        retry_after: Duration,
+    },
+    /// The task panicked (Spring: the `Callable` threw). Rendered as `500 Internal Server
+    /// Error`; the panic message is logged, never sent to the client.
+    #[error("the async task panicked: {message}")]
+    TaskPanicked {
+        /// The panic payload, when it was a string.
+        message: String,
     },
     /// The client closed the connection before the result was sent (Spring's
     /// `AsyncRequestNotUsableException`). No response reaches the client; it is rendered as
@@ -43,17 +58,62 @@ impl AsyncError {
     /// The HTTP status this error is rendered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            AsyncError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AsyncError::Timeout { .. } | AsyncError::Rejected { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AsyncError::ClientDisconnected => {
                 StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
             }
-            AsyncError::NotSupported => StatusCode::INTERNAL_SERVER_ERROR,
+            AsyncError::TaskPanicked { .. } | AsyncError::NotSupported => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
 
 impl IntoResponse for AsyncError {
     fn into_response(self) -> Response {
-        (self.status(), self.to_string()).into_response()
+        match self {
+            AsyncError::Rejected { retry_after } => {
+                // Whole seconds on the wire (RFC 9110), rounded up, at least 1.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut response = (self.status(), self.to_string()).into_response();
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                response
+            }
+            AsyncError::TaskPanicked { .. } => {
+                (self.status(), "the async task failed").into_response()
+            }
+            _ => (self.status(), self.to_string()).into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_carries_retry_after_in_whole_seconds() {
+        for (hint, header) in [(1_000, "1"), (1_500, "2"), (0, "1"), (30_000, "30")] {
+            let response = AsyncError::Rejected {
+                retry_after: Duration::from_millis(hint),
+            }
+            .into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[RETRY_AFTER], header, "{hint} ms");
+        }
+    }
+
+    #[test]
+    fn panic_message_stays_on_the_server() {
+        let error = AsyncError::TaskPanicked {
+            message: "secret detail".into(),
+        };
+        assert!(error.to_string().contains("secret detail"));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -12,7 +12,7 @@ use tower::{Layer, Service};
 
 use crate::{
     work::{AsyncWork, ResponseFuture as AsyncResponseFuture},
-    AsyncManager,
+    AsyncManager, AsyncRequest,
 };
 
 /// A tower [`Layer`] that gives the routes it wraps async support: a `DeferredResult` (or any
@@ -88,10 +88,12 @@ where
                 .cloned()
                 .unwrap_or_else(AsyncManager::shared_default),
         };
+        // The request head, for interceptors and logs, if the response turns out to be async.
+        let head = AsyncRequest::new(request.method().clone(), request.uri().clone());
         ResponseFuture {
             state: State::Handler {
                 future: self.inner.call(request),
-                manager: Some(manager),
+                start: Some((manager, head)),
             },
         }
     }
@@ -108,7 +110,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Handler { #[pin] future: F, manager: Option<AsyncManager> },
+        Handler { #[pin] future: F, start: Option<(AsyncManager, AsyncRequest)> },
         Async { future: AsyncResponseFuture },
     }
 }
@@ -123,13 +125,14 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Handler { future, manager } => {
+                StateProj::Handler { future, start } => {
                     let Ok(mut response) = ready!(future.poll(cx));
-                    let Some(work) = AsyncWork::take(&mut response) else {
+                    let (Some(work), Some((manager, request))) =
+                        (AsyncWork::take(&mut response), start.take())
+                    else {
                         return Poll::Ready(Ok(response));
                     };
-                    let manager = manager.take().unwrap_or_else(AsyncManager::shared_default);
-                    let future = work.start(manager);
+                    let future = work.start(manager, request);
                     this.state.set(State::Async { future });
                 }
                 StateProj::Async { future } => return future.as_mut().poll(cx).map(Ok),

@@ -9,6 +9,9 @@
 //! |---|---|
 //! | `@Controller` + `@RequestMapping` | [`#[async_controller]`](macro@async_controller) + [`#[get]`](macro@get), … |
 //! | `DeferredResult<T>` | [`DeferredResult<T, E>`](DeferredResult) |
+//! | `Callable<T>`, `WebAsyncTask<T>` | [`Callable<T>`](Callable), [`WebAsyncTask<T>`](WebAsyncTask) |
+//! | `ThreadPoolTaskExecutor` | [`AsyncTaskExecutor`] (bounded: rejects with `503` + `Retry-After`) |
+//! | `CallableProcessingInterceptor`, `DeferredResultProcessingInterceptor` | [`CallableProcessingInterceptor`], [`DeferredResultProcessingInterceptor`] |
 //! | `WebAsyncManager` | [`AsyncManager`] |
 //! | `AsyncSupportConfigurer` | [`AsyncConfig`] |
 //! | `AsyncRequestTimeoutException` | [`AsyncError::Timeout`] (`503`) |
@@ -60,14 +63,20 @@
 //!
 //! - `macros` (default): [`async_controller`](macro@async_controller) and the route attributes.
 #![deny(missing_docs)]
+// `Result<_, Response>` is axum's idiom for "fail with this response", used by interceptor hooks;
+// they are off the hot path, so boxing the `Response` would buy nothing.
+#![allow(clippy::result_large_err)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod config;
 mod controller;
 mod deferred_result;
 mod error;
+mod executor;
+mod interceptor;
 mod layer;
 mod manager;
+mod task;
 mod work;
 
 #[doc(hidden)]
@@ -77,8 +86,18 @@ pub use config::{AsyncConfig, DEFAULT_TIMEOUT};
 pub use controller::{Controller, RouterExt};
 pub use deferred_result::DeferredResult;
 pub use error::AsyncError;
+pub use executor::{
+    AsyncTaskExecutor, AsyncTaskExecutorBuilder, ExecutorConfigError, ExecutorMetrics, Rejected,
+    TaskHandle, TaskPanicked,
+};
+pub use interceptor::{
+    AsyncHandlerInterceptor, AsyncRequest, CallableProcessingInterceptor,
+    DeferredResultProcessingInterceptor, HookResult,
+};
 pub use layer::{AsyncSupport, AsyncSupportLayer, ResponseFuture};
 pub use manager::{AsyncManager, AsyncMetrics};
+pub use task::{Callable, WebAsyncTask};
+pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
 pub use async_mvc_macros::{async_controller, delete, get, patch, post, put, request_mapping};
@@ -87,7 +106,10 @@ pub use async_mvc_macros::{async_controller, delete, get, patch, post, put, requ
 pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::{async_controller, delete, get, patch, post, put, request_mapping};
-    pub use crate::{AsyncConfig, AsyncError, AsyncManager, Controller, DeferredResult, RouterExt};
+    pub use crate::{
+        AsyncConfig, AsyncError, AsyncManager, Callable, Controller, DeferredResult, RouterExt,
+        WebAsyncTask,
+    };
 }
 
 /// The README's example compiles: it is run as a doc test.

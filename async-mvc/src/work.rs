@@ -16,15 +16,16 @@ use std::{
 use axum::response::{IntoResponse, Response};
 use http::{header::CONTENT_TYPE, HeaderValue};
 
-use crate::{AsyncError, AsyncManager};
+use crate::{AsyncError, AsyncManager, AsyncRequest};
 
 /// The future that produces an async request's response.
 pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// An async return value waiting for its manager.
 pub(crate) trait StartAsync: Send {
-    /// Begins async processing under `manager`; the future resolves to the final response.
-    fn start(self: Box<Self>, manager: AsyncManager) -> ResponseFuture;
+    /// Begins async processing of `request` under `manager`; the future resolves to the final
+    /// response.
+    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture;
 }
 
 /// Response extension carrying async work from `into_response` to the middleware.
@@ -87,9 +88,9 @@ struct WithContentType {
 }
 
 impl StartAsync for WithContentType {
-    fn start(self: Box<Self>, manager: AsyncManager) -> ResponseFuture {
+    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
         let WithContentType { work, content_type } = *self;
-        let response = work.start(manager);
+        let response = work.start(manager, request);
         Box::pin(async move {
             let mut response = response.await;
             set_default_content_type(&mut response, content_type);

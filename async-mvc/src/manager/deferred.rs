@@ -1,0 +1,220 @@
+//! The lifecycle of one returned [`DeferredResult`](crate::DeferredResult).
+//!
+//! before_concurrent_handling → started → pre_process → wait for the value, the timeout or a
+//! disconnect → post_process → response → after_completion, `on_completion`.
+
+use std::{
+    future::{poll_fn, Future},
+    pin::pin,
+    sync::Arc,
+    task::Poll,
+    time::Duration,
+};
+
+use axum::response::{IntoResponse, Response};
+
+use super::{guarded, guarded_value, AsyncManager, Pending};
+use crate::{
+    deferred_result::{Shared, TimeoutOutcome},
+    interceptor::{concurrent_handling_started, deferred_post, hook, hook_option},
+    AsyncError, AsyncRequest, DeferredResultProcessingInterceptor,
+};
+
+type Chain = Arc<[Arc<dyn DeferredResultProcessingInterceptor>]>;
+
+impl AsyncManager {
+    /// Drives one returned `DeferredResult` to its response.
+    ///
+    /// Order of events (Spring checklist A.8, A.10, C.45–C.49, D.63, E.73):
+    /// - value set → `post_process` (reverse) → rendered → `after_completion` (reverse) →
+    ///   `on_completion`;
+    /// - timeout → `on_timeout` → its value, else the timeout result, else the interceptors'
+    ///   `handle_timeout`, else the timeout response → `post_process` → … as above;
+    /// - client gone (this future dropped) → `on_error(ClientDisconnected)` → expired →
+    ///   interceptors' `handle_error` → `after_completion` → `on_completion`.
+    pub(crate) async fn run_deferred<T, E>(
+        self,
+        request: AsyncRequest,
+        shared: Arc<Shared<T, E>>,
+    ) -> Response
+    where
+        T: IntoResponse + Send + 'static,
+        E: IntoResponse + Send + 'static,
+    {
+        let chain = Arc::clone(&self.inner.deferred);
+        for interceptor in chain.iter() {
+            if let Err(response) = hook("before_concurrent_handling", || {
+                interceptor.before_concurrent_handling(&request)
+            }) {
+                // Async never starts: the result expires and completes with this response.
+                shared.expire();
+                if let Some(on_completion) = shared.complete() {
+                    guarded("on_completion", on_completion);
+                }
+                return response;
+            }
+        }
+        concurrent_handling_started(&self.config().interceptors, &request);
+
+        let mut lifecycle = Lifecycle {
+            _pending: Pending::start(&self),
+            manager: self.clone(),
+            shared: Arc::clone(&shared),
+            chain: Arc::clone(&chain),
+            request,
+            pre_processed: 0,
+            finished: false,
+        };
+        let result = match lifecycle.pre_process() {
+            Some(failed) => {
+                // The hook's response fills the slot; a later `set_result` is refused.
+                shared.expire();
+                Ok(failed)
+            }
+            None => {
+                let timeout = shared.effective_timeout(self.config().default_timeout);
+                let result = match wait(&shared, timeout).await {
+                    Some(value) => Ok(render(value)),
+                    None => self.resolve_timeout(&lifecycle, timeout.unwrap_or_default()),
+                };
+                deferred_post(&chain, lifecycle.pre_processed, &lifecycle.request, result)
+            }
+        };
+        let response = result.unwrap_or_else(|error| self.error_response(&error));
+        lifecycle.finish();
+        response
+    }
+
+    /// The chain of D.63: the result's own `on_timeout` and timeout result, then the
+    /// interceptors, then the built-in timeout error.
+    fn resolve_timeout<T, E>(
+        &self,
+        lifecycle: &Lifecycle<T, E>,
+        after: Duration,
+    ) -> Result<Response, AsyncError>
+    where
+        T: IntoResponse,
+        E: IntoResponse,
+    {
+        self.count(|c| &c.timed_out);
+        tracing::debug!(
+            path = lifecycle.request.path(),
+            timeout_ms = after.as_millis() as u64,
+            "async request timed out"
+        );
+        let shared = &lifecycle.shared;
+        if let Some(on_timeout) = shared.take_on_timeout() {
+            guarded("on_timeout", on_timeout);
+        }
+        match shared.resolve_timeout() {
+            TimeoutOutcome::Value(value) => Ok(render(value)),
+            TimeoutOutcome::Supplied(supplier) => guarded_value("timeout result", supplier)
+                .map(IntoResponse::into_response)
+                .ok_or(AsyncError::Timeout { after }),
+            TimeoutOutcome::NoResult => lifecycle
+                .chain
+                .iter()
+                .find_map(|interceptor| {
+                    hook_option("handle_timeout", || {
+                        interceptor.handle_timeout(&lifecycle.request)
+                    })
+                })
+                .ok_or(AsyncError::Timeout { after }),
+        }
+    }
+}
+
+/// Waits for the value; `None` when `timeout` elapsed first.
+async fn wait<T, E>(shared: &Shared<T, E>, timeout: Option<Duration>) -> Option<Result<T, E>> {
+    if let Some(value) = shared.take_value() {
+        // Set before the handler returned: complete at once, no timer.
+        return Some(value);
+    }
+    let mut sleep = pin!(timeout.map(tokio::time::sleep));
+    poll_fn(|cx| {
+        if let Poll::Ready(value) = shared.poll_value(cx) {
+            return Poll::Ready(Some(value));
+        }
+        match sleep.as_mut().as_pin_mut() {
+            Some(sleep) => sleep.poll(cx).map(|()| None),
+            None => Poll::Pending,
+        }
+    })
+    .await
+}
+
+fn render<T: IntoResponse, E: IntoResponse>(value: Result<T, E>) -> Response {
+    match value {
+        Ok(value) => value.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// One deferred result in flight. Dropped before [`finish`](Self::finish) means the response
+/// future was dropped: the client went away.
+struct Lifecycle<T, E> {
+    _pending: Pending,
+    manager: AsyncManager,
+    shared: Arc<Shared<T, E>>,
+    chain: Chain,
+    request: AsyncRequest,
+    /// How many interceptors' `pre_process` succeeded: those get `post_process` and
+    /// `after_completion`.
+    pre_processed: usize,
+    finished: bool,
+}
+
+impl<T, E> Lifecycle<T, E> {
+    /// `pre_process` in order; the first failure's response.
+    fn pre_process(&mut self) -> Option<Response> {
+        for interceptor in self.chain.iter() {
+            if let Err(response) = hook("pre_process", || interceptor.pre_process(&self.request)) {
+                return Some(response);
+            }
+            self.pre_processed += 1;
+        }
+        None
+    }
+
+    /// The response was produced: count it and complete.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.manager.count(|c| &c.completed);
+        self.complete();
+    }
+
+    /// `after_completion` in reverse for those that got `pre_process`, then `on_completion`.
+    fn complete(&mut self) {
+        for interceptor in self.chain[..self.pre_processed].iter().rev() {
+            guarded("after_completion", || {
+                interceptor.after_completion(&self.request)
+            });
+        }
+        if let Some(on_completion) = self.shared.complete() {
+            guarded("on_completion", on_completion);
+        }
+    }
+}
+
+impl<T, E> Drop for Lifecycle<T, E> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.manager.count(|c| &c.disconnected);
+        tracing::debug!(
+            path = self.request.path(),
+            "client disconnected from a pending async request"
+        );
+        let error = AsyncError::ClientDisconnected;
+        if let Some(on_error) = self.shared.expire() {
+            guarded("on_error", || on_error(&error));
+        }
+        for interceptor in self.chain.iter() {
+            guarded("handle_error", || {
+                interceptor.handle_error(&self.request, &error)
+            });
+        }
+        self.complete();
+    }
+}

@@ -1,0 +1,268 @@
+//! The lifecycle of one returned [`Callable`](crate::Callable) or
+//! [`WebAsyncTask`](crate::WebAsyncTask).
+//!
+//! before_concurrent_handling → started → submit to the executor (or run the future) →
+//! pre_process, work, post_process on the task's thread → wait for it, the timeout or a
+//! disconnect → response → after_completion, `on_completion`.
+
+use std::{
+    any::Any,
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{guarded, guarded_value, AsyncManager, Pending};
+use crate::{
+    interceptor::{callable_post, callable_pre, concurrent_handling_started, hook, hook_option},
+    task::{ErrorFallback, Work},
+    AsyncError, AsyncRequest, CallableProcessingInterceptor, WebAsyncTask,
+};
+
+type Chain = Arc<[Arc<dyn CallableProcessingInterceptor>]>;
+
+/// How the work ended, seen from the request.
+enum Outcome {
+    /// The work ran: its rendered value, or the error it failed with.
+    Done(Result<Response, AsyncError>),
+    /// The executor refused it.
+    Rejected(AsyncError),
+    /// The timeout fired first.
+    TimedOut(Duration),
+}
+
+impl AsyncManager {
+    /// Drives one returned task to its response (Spring checklist B.22–B.31, C.40–C.44, C.49,
+    /// D.60, D.62, E.71–E.72).
+    pub(crate) async fn run_task<T>(self, request: AsyncRequest, task: WebAsyncTask<T>) -> Response
+    where
+        T: IntoResponse + Send + 'static,
+    {
+        let WebAsyncTask {
+            work,
+            timeout,
+            executor,
+            on_timeout,
+            on_error,
+            on_completion,
+        } = task;
+        let chain = Arc::clone(&self.inner.callable);
+        for interceptor in chain.iter() {
+            if let Err(response) = hook("before_concurrent_handling", || {
+                interceptor.before_concurrent_handling(&request)
+            }) {
+                if let Some(on_completion) = on_completion {
+                    guarded("on_completion", on_completion);
+                }
+                return response;
+            }
+        }
+        concurrent_handling_started(&self.config().interceptors, &request);
+
+        let request = Arc::new(request);
+        let token = CancellationToken::new();
+        let mut lifecycle = Lifecycle {
+            _pending: Pending::start(&self),
+            manager: self.clone(),
+            chain: Arc::clone(&chain),
+            request: Arc::clone(&request),
+            token: token.clone(),
+            on_error,
+            on_completion,
+            finished: false,
+        };
+        let timeout = timeout.or(self.config().default_timeout);
+        let outcome = match work {
+            Work::Blocking(work) => {
+                let executor = executor.unwrap_or_else(|| self.task_executor().clone());
+                let job = {
+                    let (chain, request, token) = (chain, Arc::clone(&request), token.clone());
+                    move || run_blocking(&chain, &request, work, token)
+                };
+                match executor.try_submit(job) {
+                    Err(rejected) => Outcome::Rejected(AsyncError::Rejected {
+                        retry_after: rejected.retry_after,
+                    }),
+                    Ok(handle) => match within(timeout, handle).await {
+                        Ok(Ok(result)) => Outcome::Done(result),
+                        // `run_blocking` catches panics itself; this is the executor's backstop.
+                        Ok(Err(panicked)) => Outcome::Done(Err(AsyncError::TaskPanicked {
+                            message: panicked.message,
+                        })),
+                        Err(after) => Outcome::TimedOut(after),
+                    },
+                }
+            }
+            Work::Future(work) => match within(timeout, run_future(&chain, &request, work)).await {
+                Ok(result) => Outcome::Done(result),
+                Err(after) => Outcome::TimedOut(after),
+            },
+        };
+        let result = match outcome {
+            Outcome::Done(Ok(response)) => Ok(response),
+            Outcome::Done(Err(error)) => {
+                self.count(|c| &c.errors);
+                tracing::error!(path = request.path(), %error, "async task failed");
+                lifecycle.fallback(&error).ok_or(error)
+            }
+            Outcome::Rejected(error) => {
+                self.count(|c| &c.rejected);
+                tracing::warn!(path = request.path(), "async task rejected: executor busy");
+                lifecycle
+                    .fallback(&error)
+                    .or_else(|| lifecycle.handle_error(&error))
+                    .ok_or(error)
+            }
+            Outcome::TimedOut(after) => {
+                self.count(|c| &c.timed_out);
+                tracing::debug!(
+                    path = request.path(),
+                    timeout_ms = after.as_millis() as u64,
+                    "async task timed out"
+                );
+                token.cancel();
+                on_timeout
+                    .and_then(|fallback| guarded_value("on_timeout", fallback))
+                    .map(IntoResponse::into_response)
+                    .or_else(|| {
+                        lifecycle.chain.iter().find_map(|interceptor| {
+                            hook_option("handle_timeout", || interceptor.handle_timeout(&request))
+                        })
+                    })
+                    .ok_or(AsyncError::Timeout { after })
+            }
+        };
+        let response = result.unwrap_or_else(|error| self.error_response(&error));
+        lifecycle.finish();
+        response
+    }
+}
+
+/// On the executor's thread: `pre_process`, the work, `post_process` (Spring's
+/// `WebAsyncManager` callable wrapper).
+fn run_blocking<T: IntoResponse>(
+    chain: &[Arc<dyn CallableProcessingInterceptor>],
+    request: &AsyncRequest,
+    work: Box<dyn FnOnce(CancellationToken) -> T + Send>,
+    token: CancellationToken,
+) -> Result<Response, AsyncError> {
+    let (pre_processed, failed) = callable_pre(chain, request);
+    let result = match failed {
+        Some(response) => Ok(response),
+        None => catch_unwind(AssertUnwindSafe(|| work(token).into_response()))
+            .map_err(|payload| panicked(payload.as_ref())),
+    };
+    callable_post(chain, pre_processed, request, result)
+}
+
+/// On the request's task: `pre_process`, the future, `post_process`.
+async fn run_future<T: IntoResponse>(
+    chain: &[Arc<dyn CallableProcessingInterceptor>],
+    request: &AsyncRequest,
+    work: std::pin::Pin<Box<dyn Future<Output = T> + Send>>,
+) -> Result<Response, AsyncError> {
+    let (pre_processed, failed) = callable_pre(chain, request);
+    let result = match failed {
+        Some(response) => Ok(response),
+        None => AssertUnwindSafe(work.map(IntoResponse::into_response))
+            .catch_unwind()
+            .await
+            .map_err(|payload| panicked(payload.as_ref())),
+    };
+    callable_post(chain, pre_processed, request, result)
+}
+
+/// `future`'s output, or `Err(timeout)` if it elapsed first.
+async fn within<F: Future>(timeout: Option<Duration>, future: F) -> Result<F::Output, Duration> {
+    match timeout {
+        Some(after) => tokio::time::timeout(after, future).await.map_err(|_| after),
+        None => Ok(future.await),
+    }
+}
+
+fn panicked(payload: &(dyn Any + Send)) -> AsyncError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    AsyncError::TaskPanicked { message }
+}
+
+/// One task in flight. Dropped before [`finish`](Self::finish) means the response future was
+/// dropped: the client went away.
+struct Lifecycle<T> {
+    _pending: Pending,
+    manager: AsyncManager,
+    chain: Chain,
+    request: Arc<AsyncRequest>,
+    token: CancellationToken,
+    on_error: Option<ErrorFallback<T>>,
+    on_completion: Option<Box<dyn FnOnce() + Send>>,
+    finished: bool,
+}
+
+impl<T: IntoResponse> Lifecycle<T> {
+    /// The task's own `on_error` value for `error`, rendered.
+    fn fallback(&mut self, error: &AsyncError) -> Option<Response> {
+        let on_error = self.on_error.take()?;
+        guarded_value("on_error", || on_error(error))
+            .flatten()
+            .map(IntoResponse::into_response)
+    }
+}
+
+impl<T> Lifecycle<T> {
+    /// The interceptors' `handle_error` in order: the first response given.
+    fn handle_error(&self, error: &AsyncError) -> Option<Response> {
+        self.chain.iter().find_map(|interceptor| {
+            hook_option("handle_error", || {
+                interceptor.handle_error(&self.request, error)
+            })
+        })
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.manager.count(|c| &c.completed);
+        self.complete();
+    }
+
+    /// `after_completion` in reverse for every interceptor (C.49), then `on_completion`.
+    fn complete(&mut self) {
+        for interceptor in self.chain.iter().rev() {
+            guarded("after_completion", || {
+                interceptor.after_completion(&self.request)
+            });
+        }
+        if let Some(on_completion) = self.on_completion.take() {
+            guarded("on_completion", on_completion);
+        }
+    }
+}
+
+impl<T> Drop for Lifecycle<T> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.token.cancel();
+        self.manager.count(|c| &c.disconnected);
+        tracing::debug!(
+            path = self.request.path(),
+            "client disconnected from a running async task"
+        );
+        let error = AsyncError::ClientDisconnected;
+        if let Some(on_error) = self.on_error.take() {
+            // The value cannot reach anyone; only the notification matters.
+            guarded("on_error", || drop(on_error(&error)));
+        }
+        let _ = self.handle_error(&error);
+        self.complete();
+    }
+}
