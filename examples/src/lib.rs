@@ -1,7 +1,8 @@
 //! Demo servers for async-mvc.
 //!
 //! [`order_desk`]: an order desk whose clients long-poll for status changes that another task
-//! (a fulfilment worker) produces — Spring MVC's `DeferredResult` story, on axum. Run it with
+//! (a fulfilment worker) produces — Spring MVC's `DeferredResult` story, on axum — and whose
+//! invoices are rendered by blocking work on a bounded executor (`WebAsyncTask`). Run it with
 //! `cargo run --release -p async-mvc-examples --bin demo`.
 
 pub mod order_desk;

@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use async_mvc::AsyncTaskExecutor;
 use async_mvc_examples::order_desk::{DemoConfig, OrderDesk};
 use reqwest::{header::CONTENT_TYPE, Client, Response, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 /// Worker delays long enough that the worker never touches an order during a test.
 const QUIET: Duration = Duration::from_secs(3600);
@@ -66,6 +68,22 @@ impl Server {
             .send()
             .await
             .expect("POST request")
+    }
+
+    /// `POST /api/orders/{id}/invoice`, without a body.
+    async fn invoice(&self, id: &str) -> Response {
+        self.invoice_in_background(id)
+            .await
+            .expect("invoice request task")
+    }
+
+    /// Sends `POST /api/orders/{id}/invoice` from its own task, as another client would.
+    fn invoice_in_background(&self, id: &str) -> tokio::task::JoinHandle<Response> {
+        let request = self
+            .client
+            .post(self.url(&format!("/api/orders/{id}/invoice")))
+            .send();
+        tokio::spawn(async move { request.await.expect("POST request") })
     }
 
     /// Sends `GET path` from its own task, as another client would.
@@ -448,4 +466,189 @@ async fn the_page_is_served_at_the_root() {
         !page.contains("http://") && !page.contains("https://"),
         "no CDN"
     );
+}
+
+/// A quiet demo whose invoices take `rounds` extra hash rounds and time out after `timeout`.
+async fn invoicing(rounds: u32, timeout: Duration, executor: Option<AsyncTaskExecutor>) -> Server {
+    let mut config = DemoConfig::new()
+        .packed_after(QUIET)
+        .shipped_after(QUIET)
+        .invoice_hash_rounds(rounds)
+        .invoice_timeout(timeout);
+    if let Some(executor) = executor {
+        config = config.task_executor(executor);
+    }
+    Server::start(config).await
+}
+
+/// One thread, no queue: a second invoice while one renders is rejected.
+fn single_thread_executor() -> AsyncTaskExecutor {
+    AsyncTaskExecutor::builder()
+        .thread_name_prefix("invoice-test-")
+        .core_pool_size(1)
+        .max_pool_size(1)
+        .queue_capacity(0)
+        .retry_after(Duration::from_secs(2))
+        .build()
+        .expect("a valid pool")
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Whether `text` has `word` as a whole whitespace-separated word.
+fn has_word(text: &str, word: &str) -> bool {
+    text.split_whitespace().any(|w| w == word)
+}
+
+#[tokio::test]
+async fn an_invoice_names_the_order_and_carries_its_sha256() {
+    let server = invoicing(1_000, Duration::from_secs(10), None).await;
+    let id = server.create("teapot").await;
+    server.create("cups").await;
+
+    let response = server.invoice(&id).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[CONTENT_TYPE]
+        .to_str()
+        .expect("ASCII content type");
+    assert_eq!(content_type, "application/json");
+    let body = json_of(response).await;
+    let fields = body.as_object().expect("a JSON object");
+    let mut keys: Vec<_> = fields.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["id", "invoice", "sha256", "status", "version"]);
+    assert_eq!(body["id"], json!(id));
+    assert_eq!(body["version"], json!(1));
+    assert_eq!(body["status"], json!("placed"));
+
+    let invoice = body["invoice"].as_str().expect("invoice text");
+    let sha256 = body["sha256"].as_str().expect("sha256 string");
+    assert_eq!(sha256, sha256_hex(invoice));
+    assert_eq!(sha256.len(), 64);
+    assert!(sha256
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    assert!(has_word(invoice, "teapot"), "{invoice}");
+    assert!(has_word(invoice, &id), "{invoice}");
+    assert!(!invoice.contains("cups"));
+
+    // The same order version renders the same invoice; rendering changes nothing.
+    let again = json_of(server.invoice(&id).await).await;
+    assert_eq!(again, body);
+    let order_now = server.get(&format!("/api/orders/{id}")).await;
+    assert_eq!(json_of(order_now).await, order(&id, "teapot", "placed", 1));
+    let metrics = server.desk.manager().metrics();
+    assert_eq!((metrics.completed, metrics.pending), (2, 0));
+}
+
+#[tokio::test]
+async fn an_invoice_reflects_the_events_posted_before() {
+    let server = invoicing(1_000, Duration::from_secs(10), None).await;
+    let id = server.create("teapot").await;
+    let events = format!("/api/orders/{id}/events");
+    for status in ["paid", "gift-wrapped"] {
+        let response = server.post_json(&events, json!({ "status": status })).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    let response = server.invoice(&id).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_of(response).await;
+    assert_eq!(
+        (&body["id"], &body["version"], &body["status"]),
+        (&json!(id), &json!(3), &json!("gift-wrapped"))
+    );
+    let invoice = body["invoice"].as_str().expect("invoice text");
+    assert_eq!(body["sha256"], json!(sha256_hex(invoice)));
+    assert!(has_word(invoice, "gift-wrapped"), "{invoice}");
+    assert!(has_word(invoice, "teapot"), "{invoice}");
+}
+
+#[tokio::test]
+async fn the_invoice_of_an_unknown_order_is_404_before_any_work() {
+    let executor = single_thread_executor();
+    let server = invoicing(1_000, Duration::from_secs(10), Some(executor.clone())).await;
+    let response = server.invoice("42").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        json_of(response).await,
+        json!({ "error": "no order with id `42`" })
+    );
+    let id = server.create("teapot").await;
+    let response = server.invoice(&format!("{id}0")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    let metrics = executor.metrics();
+    assert_eq!((metrics.completed, metrics.rejected), (0, 0));
+    assert_eq!(server.desk.manager().metrics().completed, 0);
+}
+
+#[tokio::test]
+async fn a_slow_invoice_times_out_with_503_and_stops_rendering() {
+    let executor = single_thread_executor();
+    let server = invoicing(u32::MAX, Duration::from_millis(200), Some(executor.clone())).await;
+    let id = server.create("teapot").await;
+
+    let started = Instant::now();
+    let response = server.invoice(&id).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(
+        json_of(response).await,
+        json!({ "error": format!("the invoice of order `{id}` was not ready within 200 ms") })
+    );
+    assert_eq!(server.desk.manager().metrics().timed_out, 1);
+
+    // Billions of rounds would take hours: the thread is free again only if they stopped.
+    let idle = executor.clone();
+    eventually(
+        move || idle.metrics().active == 0,
+        "the cancelled rendering to stop",
+    )
+    .await;
+    assert_eq!(executor.metrics().completed, 1);
+}
+
+#[tokio::test]
+async fn a_busy_executor_answers_503_with_retry_after() {
+    let executor = single_thread_executor();
+    let server = invoicing(u32::MAX, Duration::from_secs(1), Some(executor.clone())).await;
+    let id = server.create("teapot").await;
+
+    let first = server.invoice_in_background(&id);
+    let running = executor.clone();
+    eventually(
+        move || running.metrics().active == 1,
+        "the first invoice to run",
+    )
+    .await;
+
+    let busy = server.invoice(&id).await;
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        busy.headers()["retry-after"].to_str().ok(),
+        Some("2"),
+        "the executor's hint"
+    );
+    assert_eq!(executor.metrics().rejected, 1);
+    assert_eq!(server.desk.manager().metrics().rejected, 1);
+
+    let first = first.await.expect("first invoice task");
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(json_of(first).await["error"].is_string());
+    let idle = executor.clone();
+    eventually(move || idle.metrics().active == 0, "the pool to be idle").await;
+}
+
+#[tokio::test]
+async fn the_page_offers_the_invoice() {
+    let server = Server::quiet().await;
+    let page = server.get("/").await.text().await.expect("a body");
+    assert!(page.contains("Render invoice"));
+    assert!(page.contains("/invoice"));
 }

@@ -1,6 +1,6 @@
 //! [`OrdersController`]: the JSON API under `/api`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_mvc::prelude::*;
 use axum::{
@@ -10,7 +10,10 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{ApiError, Fulfilment, NewOrder, Order, OrderEvent, OrderPoll, OrderStore};
+use super::{
+    config::{DEFAULT_INVOICE_HASH_ROUNDS, DEFAULT_INVOICE_TIMEOUT},
+    ApiError, Fulfilment, Invoice, InvoiceTask, NewOrder, Order, OrderEvent, OrderPoll, OrderStore,
+};
 
 /// The long poll's timeout when the client names none: 30 s.
 const DEFAULT_POLL_TIMEOUT_MS: u64 = 30_000;
@@ -39,18 +42,40 @@ impl NextQuery {
     }
 }
 
-/// The order desk's JSON API: place orders, read them, long-poll for their next version and
-/// post status events.
+/// The order desk's JSON API: place orders, read them, long-poll for their next version, post
+/// status events and render invoices.
 #[derive(Debug, Clone)]
 pub struct OrdersController {
     store: OrderStore,
     fulfilment: Fulfilment,
+    invoice_timeout: Duration,
+    invoice_hash_rounds: u32,
 }
 
 impl OrdersController {
-    /// A controller over `store` that hands new orders to `fulfilment`.
+    /// A controller over `store` that hands new orders to `fulfilment`. Invoices use the
+    /// defaults of [`DemoConfig`](super::DemoConfig) until set otherwise.
     pub fn new(store: OrderStore, fulfilment: Fulfilment) -> Self {
-        OrdersController { store, fulfilment }
+        OrdersController {
+            store,
+            fulfilment,
+            invoice_timeout: DEFAULT_INVOICE_TIMEOUT,
+            invoice_hash_rounds: DEFAULT_INVOICE_HASH_ROUNDS,
+        }
+    }
+
+    /// How long rendering an invoice may take before the request answers `503`.
+    #[must_use]
+    pub fn invoice_timeout(mut self, timeout: Duration) -> Self {
+        self.invoice_timeout = timeout;
+        self
+    }
+
+    /// How many extra SHA-256 rounds an invoice's seal takes; see [`Invoice::render`].
+    #[must_use]
+    pub fn invoice_hash_rounds(mut self, rounds: u32) -> Self {
+        self.invoice_hash_rounds = rounds;
+        self
     }
 }
 
@@ -102,5 +127,40 @@ impl OrdersController {
             .append(&id, status)
             .map(Json)
             .ok_or(ApiError::NotFound(id))
+    }
+
+    /// `POST /api/orders/{id}/invoice`: renders the order's invoice and its SHA-256 on the
+    /// executor, as a [`WebAsyncTask`] with the configured timeout. `200` with the [`Invoice`];
+    /// `404` for an unknown order (checked before any work is submitted); `503` with
+    /// `Retry-After` when the executor is busy, `503` when the timeout fires (the rendering
+    /// loop is cancelled).
+    #[post("/orders/{id}/invoice")]
+    pub fn invoice(&self, Path(id): Path<String>) -> Result<InvoiceTask, ApiError> {
+        let order = self.store.get(&id).ok_or(ApiError::NotFound(id))?;
+        let rounds = self.invoice_hash_rounds;
+        let timeout = self.invoice_timeout;
+        let (timed_out_id, completed_id) = (order.id.clone(), order.id.clone());
+        let started = Instant::now();
+        let task = InvoiceTask::cancellable(move |cancelled| {
+            Invoice::render(&order, rounds, || cancelled.is_cancelled())
+                .map(Json)
+                // Only after a timeout or a disconnect: nobody receives this value.
+                .ok_or_else(|| ApiError::Unavailable("invoice rendering cancelled".to_owned()))
+        })
+        .timeout(timeout)
+        .on_timeout(move || {
+            Err(ApiError::Unavailable(format!(
+                "the invoice of order `{timed_out_id}` was not ready within {} ms",
+                timeout.as_millis()
+            )))
+        })
+        .on_completion(move || {
+            tracing::info!(
+                id = %completed_id,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "invoice request completed"
+            );
+        });
+        Ok(task)
     }
 }

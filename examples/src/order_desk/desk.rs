@@ -23,10 +23,18 @@ impl OrderDesk {
     pub fn new(config: DemoConfig) -> Self {
         let store = OrderStore::new();
         let fulfilment = Fulfilment::spawn(store.clone(), &config);
-        let manager = AsyncManager::new(config.async_config.clone());
+        let manager = AsyncManager::new(
+            config
+                .async_config
+                .clone()
+                .task_executor(config.task_executor.clone()),
+        );
+        let controller = OrdersController::new(store.clone(), fulfilment)
+            .invoice_timeout(config.invoice_timeout)
+            .invoice_hash_rounds(config.invoice_hash_rounds);
         let router = Router::new()
             .route("/", get(page::index))
-            .controller(OrdersController::new(store.clone(), fulfilment))
+            .controller(controller)
             .async_support(manager.clone());
         OrderDesk {
             router,
@@ -45,7 +53,8 @@ impl OrderDesk {
         &self.store
     }
 
-    /// The manager driving the long polls; read its [`metrics`](AsyncManager::metrics).
+    /// The manager driving the long polls and the invoice tasks; read its
+    /// [`metrics`](AsyncManager::metrics).
     pub fn manager(&self) -> &AsyncManager {
         &self.manager
     }

@@ -14,6 +14,8 @@ pub enum ApiError {
     NotFound(String),
     /// The body was well-formed but its values are not acceptable: `422 Unprocessable Entity`.
     Invalid(String),
+    /// The work behind the request did not finish in time: `503 Service Unavailable`.
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -31,7 +34,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let message = match self {
             ApiError::NotFound(id) => format!("no order with id `{id}`"),
-            ApiError::Invalid(message) => message,
+            ApiError::Invalid(message) | ApiError::Unavailable(message) => message,
         };
         (status, Json(json!({ "error": message }))).into_response()
     }
