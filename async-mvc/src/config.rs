@@ -3,10 +3,11 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use axum::response::Response;
+use bytes::Bytes;
 
 use crate::{
     interceptor::Interceptors, AsyncError, AsyncHandlerInterceptor, AsyncTaskExecutor,
-    CallableProcessingInterceptor, DeferredResultProcessingInterceptor,
+    CallableProcessingInterceptor, DeferredResultProcessingInterceptor, SseEvent,
 };
 
 /// The default timeout of an async request: 30 seconds (Spring leaves it to the servlet
@@ -47,7 +48,18 @@ pub struct AsyncConfig {
     pub(crate) timeout_response: Option<Arc<ErrorResponder>>,
     pub(crate) executor: Option<AsyncTaskExecutor>,
     pub(crate) interceptors: Interceptors,
+    pub(crate) max_concurrent: Option<usize>,
+    pub(crate) retry_after: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) shutdown_event: Option<Bytes>,
 }
+
+/// How long a client refused for overload is told to wait: 1 s.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long [`AsyncManager::shutdown_on`](crate::AsyncManager::shutdown_on) lets running tasks
+/// finish before it times them out: 10 s.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl AsyncConfig {
     /// The default settings: a [`DEFAULT_TIMEOUT`] of 30 s, errors rendered by
@@ -60,7 +72,43 @@ impl AsyncConfig {
             timeout_response: None,
             executor: None,
             interceptors: Interceptors::default(),
+            max_concurrent: None,
+            retry_after: DEFAULT_RETRY_AFTER,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            shutdown_event: None,
         }
+    }
+
+    /// The event every open SSE stream gets last when a graceful shutdown ends it, e.g. one
+    /// that tells the page to stop listening. Default: none, the stream just ends.
+    pub fn shutdown_event(mut self, event: SseEvent) -> Self {
+        self.shutdown_event = (!event.is_empty()).then(|| event.into_bytes());
+        self
+    }
+
+    /// The most async requests in flight at once — pending deferred results, running tasks and
+    /// open streams, each counted until its response has ended (not when the handler
+    /// returns). Over the limit, a new async request is refused at once with `503` and
+    /// `Retry-After` ([`AsyncError::Overloaded`]); those already admitted are untouched. This is
+    /// the answer to Spring's open question of what happens when deferred results pile up.
+    /// Default: no limit. For one route, see [`AsyncLimitLayer`](crate::AsyncLimitLayer).
+    pub fn max_concurrent(mut self, requests: usize) -> Self {
+        self.max_concurrent = Some(requests);
+        self
+    }
+
+    /// The `Retry-After` a client refused for overload or shutdown is sent (whole seconds on
+    /// the wire; default [`DEFAULT_RETRY_AFTER`]).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// How long a graceful shutdown lets running tasks finish before timing them out (default
+    /// [`DEFAULT_SHUTDOWN_GRACE`]). Deferred results and streams end at once.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
     }
 
     /// How long an async request may stay pending when its own value sets no timeout
@@ -144,6 +192,7 @@ impl fmt::Debug for AsyncConfig {
             .field("default_timeout", &self.default_timeout)
             .field("executor", &self.executor)
             .field("interceptors", &self.interceptors)
+            .field("max_concurrent", &self.max_concurrent)
             .finish_non_exhaustive()
     }
 }

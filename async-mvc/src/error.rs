@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use http::{header::RETRY_AFTER, HeaderValue, StatusCode};
+use http::{
+    header::{CONNECTION, RETRY_AFTER},
+    HeaderValue, StatusCode,
+};
 
 /// What went wrong while an async request was being processed.
 ///
@@ -32,6 +35,22 @@ pub enum AsyncError {
         /// How long the client should wait before retrying.
         retry_after: Duration,
     },
+    /// More async requests are in flight than the limit allows
+    /// ([`AsyncConfig::max_concurrent`](crate::AsyncConfig::max_concurrent) or an
+    /// [`AsyncLimitLayer`](crate::AsyncLimitLayer)): refused at once, so requests already
+    /// admitted are untouched. Rendered as `503 Service Unavailable` with `Retry-After`.
+    #[error("too many async requests in flight (limit {limit}); retry after {} ms", .retry_after.as_millis())]
+    Overloaded {
+        /// The limit that was reached.
+        limit: usize,
+        /// How long the client should wait before retrying.
+        retry_after: Duration,
+    },
+    /// The server is shutting down ([`AsyncManager::shutdown`](crate::AsyncManager::shutdown)):
+    /// new async requests are refused, pending ones complete. Rendered as
+    /// `503 Service Unavailable` with `Connection: close`.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// The task panicked (Spring: the `Callable` threw). Rendered as `500 Internal Server
     /// Error`; the panic message is logged, never sent to the client.
     #[error("the async task panicked: {message}")]
@@ -58,9 +77,10 @@ impl AsyncError {
     /// The HTTP status this error is rendered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            AsyncError::Timeout { .. } | AsyncError::Rejected { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AsyncError::Timeout { .. }
+            | AsyncError::Rejected { .. }
+            | AsyncError::Overloaded { .. }
+            | AsyncError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AsyncError::ClientDisconnected => {
                 StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
             }
@@ -74,13 +94,20 @@ impl AsyncError {
 impl IntoResponse for AsyncError {
     fn into_response(self) -> Response {
         match self {
-            AsyncError::Rejected { retry_after } => {
+            AsyncError::Rejected { retry_after } | AsyncError::Overloaded { retry_after, .. } => {
                 // Whole seconds on the wire (RFC 9110), rounded up, at least 1.
                 let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 let mut response = (self.status(), self.to_string()).into_response();
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                response
+            }
+            AsyncError::ShuttingDown => {
+                let mut response = (self.status(), self.to_string()).into_response();
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
                 response
             }
             AsyncError::TaskPanicked { .. } => {

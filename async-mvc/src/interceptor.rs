@@ -8,21 +8,49 @@ use std::{
 };
 
 use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode, Uri};
+use http::{HeaderValue, Method, StatusCode, Uri};
 
 use crate::AsyncError;
 
-/// The request an async lifecycle hook is about: its method and URI.
+/// The request an async lifecycle hook is about: its method, URI, `Accept` header and the
+/// route's `produces` media type.
 #[derive(Debug, Clone)]
 pub struct AsyncRequest {
     method: Method,
     uri: Uri,
+    accept: Option<HeaderValue>,
+    produces: Option<HeaderValue>,
 }
 
 impl AsyncRequest {
     /// A request head with `method` and `uri`.
     pub fn new(method: Method, uri: Uri) -> Self {
-        AsyncRequest { method, uri }
+        AsyncRequest {
+            method,
+            uri,
+            accept: None,
+            produces: None,
+        }
+    }
+
+    pub(crate) fn with_accept(mut self, accept: Option<HeaderValue>) -> Self {
+        self.accept = accept;
+        self
+    }
+
+    pub(crate) fn with_produces(mut self, produces: Option<HeaderValue>) -> Self {
+        self.produces = produces;
+        self
+    }
+
+    /// The request's `Accept` header, if any.
+    pub fn accept(&self) -> Option<&HeaderValue> {
+        self.accept.as_ref()
+    }
+
+    /// The route's `produces` media type, if it declares one.
+    pub fn produces(&self) -> Option<&HeaderValue> {
+        self.produces.as_ref()
     }
 
     /// The request method.

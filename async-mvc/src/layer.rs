@@ -3,15 +3,20 @@
 use std::{
     convert::Infallible,
     future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     task::{ready, Context, Poll},
 };
 
-use axum::{extract::Request, response::Response};
+use axum::{
+    extract::Request,
+    response::{IntoResponse, Response},
+};
+use http::StatusCode;
 use tower::{Layer, Service};
 
 use crate::{
-    work::{AsyncWork, ResponseFuture as AsyncResponseFuture},
+    work::{AsyncWork, ResponseFuture as AsyncResponseFuture, WrapperParts},
     AsyncManager, AsyncRequest,
 };
 
@@ -23,6 +28,8 @@ use crate::{
 /// [`Router::layer`](axum::Router::layer), it applies to the routes added *before* it.
 ///
 /// The innermost layer with a manager wins, so a nested router may have settings of its own.
+/// A handler that panics gets its request a `500` (logged with `tracing`) instead of a dropped
+/// connection; other requests are untouched.
 /// Spring MVC counterpart: enabling async support on the `DispatcherServlet`.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -89,7 +96,8 @@ where
                 .unwrap_or_else(AsyncManager::shared_default),
         };
         // The request head, for interceptors and logs, if the response turns out to be async.
-        let head = AsyncRequest::new(request.method().clone(), request.uri().clone());
+        let head = AsyncRequest::new(request.method().clone(), request.uri().clone())
+            .with_accept(request.headers().get(http::header::ACCEPT).cloned());
         ResponseFuture {
             state: State::Handler {
                 future: self.inner.call(request),
@@ -111,7 +119,7 @@ pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F> {
         Handler { #[pin] future: F, start: Option<(AsyncManager, AsyncRequest)> },
-        Async { future: AsyncResponseFuture },
+        Async { future: AsyncResponseFuture, parts: Option<WrapperParts> },
     }
 }
 
@@ -126,19 +134,53 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Handler { future, start } => {
-                    let Ok(mut response) = ready!(future.poll(cx));
-                    let (Some(work), Some((manager, request))) =
+                    let polled = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+                    let Ok(mut response) =
+                        ready!(polled.unwrap_or_else(|_| Poll::Ready(panicked())));
+                    let (Some((work, parts)), Some((manager, request))) =
                         (AsyncWork::take(&mut response), start.take())
                     else {
                         return Poll::Ready(Ok(response));
                     };
-                    let future = work.start(manager, request);
-                    this.state.set(State::Async { future });
+                    let span = tracing::debug_span!(
+                        "async_request",
+                        method = %request.method(),
+                        path = request.path(),
+                    );
+                    let future = span.in_scope(|| {
+                        tracing::debug!("async processing started");
+                        work.start(manager, request)
+                    });
+                    let future = Box::pin(tracing::Instrument::instrument(future, span));
+                    this.state.set(State::Async {
+                        future,
+                        parts: Some(parts),
+                    });
                 }
-                StateProj::Async { future } => return future.as_mut().poll(cx).map(Ok),
+                StateProj::Async { future, parts } => {
+                    let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
+                    let response = match polled {
+                        Ok(Poll::Ready(response)) => response,
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Err(_) => match panicked() {
+                            Ok(response) => return Poll::Ready(Ok(response)),
+                        },
+                    };
+                    let response = match parts.take() {
+                        Some(parts) => parts.apply(response),
+                        None => response,
+                    };
+                    return Poll::Ready(Ok(response));
+                }
             }
         }
     }
+}
+
+/// A handler (or the rendering of its value) panicked: `500` for this request only.
+fn panicked() -> Result<Response, Infallible> {
+    tracing::error!("a handler panicked; answering 500");
+    Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {

@@ -12,6 +12,11 @@
 //! | `Callable<T>`, `WebAsyncTask<T>` | [`Callable<T>`](Callable), [`WebAsyncTask<T>`](WebAsyncTask) |
 //! | `ThreadPoolTaskExecutor` | [`AsyncTaskExecutor`] (bounded: rejects with `503` + `Retry-After`) |
 //! | `CallableProcessingInterceptor`, `DeferredResultProcessingInterceptor` | [`CallableProcessingInterceptor`], [`DeferredResultProcessingInterceptor`] |
+//! | `ResponseBodyEmitter` | [`ResponseBodyEmitter`] (bounded, with backpressure) |
+//! | `SseEmitter`, `SseEmitter.event()` | [`SseEmitter`], [`SseEvent::builder`] (+ heartbeat, [`LastEventId`]) |
+//! | — (beyond Spring) | [`SseBroadcaster`]: fan-out with replay after `Last-Event-ID` |
+//! | `StreamingResponseBody` | [`StreamingResponseBody`] (writes to a tokio `AsyncWrite`) |
+//! | `Flux<T>`, `Mono<T>` return values | [`ReactiveStream`] (SSE, NDJSON or JSON array by `Accept`), [`ReactiveFuture`] |
 //! | `WebAsyncManager` | [`AsyncManager`] |
 //! | `AsyncSupportConfigurer` | [`AsyncConfig`] |
 //! | `AsyncRequestTimeoutException` | [`AsyncError::Timeout`] (`503`) |
@@ -71,10 +76,12 @@
 mod config;
 mod controller;
 mod deferred_result;
+mod emitter;
 mod error;
 mod executor;
 mod interceptor;
 mod layer;
+mod limit;
 mod manager;
 mod task;
 mod work;
@@ -82,9 +89,14 @@ mod work;
 #[doc(hidden)]
 pub mod __private;
 
-pub use config::{AsyncConfig, DEFAULT_TIMEOUT};
+pub use config::{AsyncConfig, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 pub use controller::{Controller, RouterExt};
 pub use deferred_result::DeferredResult;
+pub use emitter::{
+    BodyWriter, EmitterBuilder, EmitterError, LastEventId, ReactiveFuture, ReactiveStream,
+    ResponseBodyEmitter, SseBroadcaster, SseEmitter, SseEmitterBuilder, SseEvent, SseEventBuilder,
+    SseEventError, StreamingResponseBody, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, DEFAULT_REPLAY,
+};
 pub use error::AsyncError;
 pub use executor::{
     AsyncTaskExecutor, AsyncTaskExecutorBuilder, ExecutorConfigError, ExecutorMetrics, Rejected,
@@ -95,6 +107,7 @@ pub use interceptor::{
     DeferredResultProcessingInterceptor, HookResult,
 };
 pub use layer::{AsyncSupport, AsyncSupportLayer, ResponseFuture};
+pub use limit::{AsyncLimit, AsyncLimitLayer, LimitFuture};
 pub use manager::{AsyncManager, AsyncMetrics};
 pub use task::{Callable, WebAsyncTask};
 pub use tokio_util::sync::CancellationToken;
@@ -107,8 +120,9 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::{async_controller, delete, get, patch, post, put, request_mapping};
     pub use crate::{
-        AsyncConfig, AsyncError, AsyncManager, Callable, Controller, DeferredResult, RouterExt,
-        WebAsyncTask,
+        AsyncConfig, AsyncError, AsyncManager, Callable, Controller, DeferredResult, LastEventId,
+        ReactiveStream, ResponseBodyEmitter, RouterExt, SseBroadcaster, SseEmitter, SseEvent,
+        StreamingResponseBody, WebAsyncTask,
     };
 }
 

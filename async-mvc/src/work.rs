@@ -5,6 +5,10 @@
 //! [`AsyncWork`] extension. The [`AsyncSupport`](crate::AsyncSupport) middleware takes the
 //! extension out and lets the manager drive it; without that middleware the placeholder is sent
 //! and the work is dropped, which expires it. Never a hang.
+//!
+//! Status and headers that a wrapper put on the placeholder, as in
+//! `(StatusCode::CREATED, [("x-id", "7")], deferred)`, are applied to the final response (the
+//! placeholder has no headers of its own, and a status other than its `500` is the wrapper's).
 
 use std::{
     fmt,
@@ -13,8 +17,8 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use axum::response::{IntoResponse, Response};
-use http::{header::CONTENT_TYPE, HeaderValue};
+use axum::{body::Body, response::Response};
+use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode};
 
 use crate::{AsyncError, AsyncManager, AsyncRequest};
 
@@ -28,43 +32,114 @@ pub(crate) trait StartAsync: Send {
     fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture;
 }
 
+type Slot = Arc<Mutex<Option<Box<dyn StartAsync>>>>;
+
 /// Response extension carrying async work from `into_response` to the middleware.
 ///
 /// `http::Extensions` needs `Clone + Sync`, hence the shared slot: whoever takes it first runs
 /// it; a clone finds it empty.
 #[derive(Clone)]
-pub(crate) struct AsyncWork(Arc<Mutex<Option<Box<dyn StartAsync>>>>);
+pub(crate) struct AsyncWork(Slot);
+
+/// What a wrapper set on the placeholder: applied to the final response.
+#[derive(Debug, Default)]
+pub(crate) struct WrapperParts {
+    status: Option<StatusCode>,
+    headers: HeaderMap,
+}
+
+impl WrapperParts {
+    pub(crate) fn apply(self, mut response: Response) -> Response {
+        if let Some(status) = self.status {
+            *response.status_mut() = status;
+        }
+        // The wrapper's headers replace the value's; repeated ones (no name) are appended.
+        let mut current = None;
+        for (name, value) in self.headers {
+            match name {
+                Some(name) => {
+                    response.headers_mut().insert(name.clone(), value);
+                    current = Some(name);
+                }
+                None => {
+                    if let Some(name) = &current {
+                        response.headers_mut().append(name.clone(), value);
+                    }
+                }
+            }
+        }
+        response
+    }
+}
 
 impl AsyncWork {
     /// The placeholder response carrying `work`.
     pub(crate) fn response(work: Box<dyn StartAsync>) -> Response {
-        let mut response = AsyncError::NotSupported.into_response();
+        let mut response = Response::new(Body::from(AsyncError::NotSupported.to_string()));
+        *response.status_mut() = AsyncError::NotSupported.status();
         response
             .extensions_mut()
             .insert(AsyncWork(Arc::new(Mutex::new(Some(work)))));
         response
     }
 
-    /// Removes the async work from `response`, if it carries any.
-    pub(crate) fn take(response: &mut Response) -> Option<Box<dyn StartAsync>> {
+    fn slot(response: &Response) -> Option<&Slot> {
+        response.extensions().get::<AsyncWork>().map(|work| &work.0)
+    }
+
+    /// Removes the async work from `response`, with what a wrapper set on it.
+    pub(crate) fn take(response: &mut Response) -> Option<(Box<dyn StartAsync>, WrapperParts)> {
         let work = response.extensions_mut().remove::<AsyncWork>()?;
-        let mut slot = work.0.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.take()
+        let work = work
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        let status = response.status();
+        let parts = WrapperParts {
+            status: (status != AsyncError::NotSupported.status()).then_some(status),
+            headers: std::mem::take(response.headers_mut()),
+        };
+        Some((work, parts))
     }
 
     /// Sets `Content-Type: content_type` on the response unless it already has one — now for
-    /// a plain response, or once the async work has produced its response (`produces`).
+    /// a plain response, or once the async work has produced its response (`produces`). Async
+    /// work also learns the route's `produces`, to choose how to stream.
     pub(crate) fn default_content_type(
         mut response: Response,
         content_type: HeaderValue,
     ) -> Response {
-        match Self::take(&mut response) {
-            Some(work) => AsyncWork::response(Box::new(WithContentType { work, content_type })),
-            None => {
-                set_default_content_type(&mut response, content_type);
-                response
+        if Self::slot(&response).is_none() {
+            response
+                .headers_mut()
+                .entry(CONTENT_TYPE)
+                .or_insert(content_type);
+            return response;
+        }
+        Self::wrap(response, |work| {
+            Box::new(WithContentType { work, content_type })
+        })
+    }
+
+    /// If `response` carries async work, replaces it with `wrap(work)`; the response itself
+    /// (status and headers a wrapper set) is kept.
+    pub(crate) fn wrap(
+        response: Response,
+        wrap: impl FnOnce(Box<dyn StartAsync>) -> Box<dyn StartAsync>,
+    ) -> Response {
+        if let Some(slot) = Self::slot(&response) {
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(work) = slot.take() {
+                *slot = Some(wrap(work));
             }
         }
+        response
+    }
+
+    /// Whether `response` carries async work not yet started.
+    pub(crate) fn is_async(response: &Response) -> bool {
+        Self::slot(response).is_some()
     }
 }
 
@@ -74,14 +149,7 @@ impl fmt::Debug for AsyncWork {
     }
 }
 
-fn set_default_content_type(response: &mut Response, content_type: HeaderValue) {
-    response
-        .headers_mut()
-        .entry(CONTENT_TYPE)
-        .or_insert(content_type);
-}
-
-/// Async work whose final response gets a default `Content-Type`.
+/// Async work whose final response gets a default `Content-Type`: the route's `produces`.
 struct WithContentType {
     work: Box<dyn StartAsync>,
     content_type: HeaderValue,
@@ -90,10 +158,14 @@ struct WithContentType {
 impl StartAsync for WithContentType {
     fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
         let WithContentType { work, content_type } = *self;
+        let request = request.with_produces(Some(content_type.clone()));
         let response = work.start(manager, request);
         Box::pin(async move {
             let mut response = response.await;
-            set_default_content_type(&mut response, content_type);
+            response
+                .headers_mut()
+                .entry(CONTENT_TYPE)
+                .or_insert(content_type);
             response
         })
     }

@@ -54,10 +54,23 @@ impl AsyncManager {
                 return response;
             }
         }
+        let pending = match Pending::admit(&self) {
+            Ok(pending) => pending,
+            Err(refused) => {
+                // Refused before it started: the result expires and learns why.
+                if let Some(on_error) = shared.expire() {
+                    guarded("on_error", || on_error(&refused));
+                }
+                if let Some(on_completion) = shared.complete() {
+                    guarded("on_completion", on_completion);
+                }
+                return self.error_response(&refused);
+            }
+        };
         concurrent_handling_started(&self.config().interceptors, &request);
 
         let mut lifecycle = Lifecycle {
-            _pending: Pending::start(&self),
+            _pending: pending,
             manager: self.clone(),
             shared: Arc::clone(&shared),
             chain: Arc::clone(&chain),
@@ -73,7 +86,13 @@ impl AsyncManager {
             }
             None => {
                 let timeout = shared.effective_timeout(self.config().default_timeout);
-                let result = match wait(&shared, timeout).await {
+                // A graceful shutdown resolves the result as its timeout would, at once.
+                let waited = tokio::select! {
+                    biased;
+                    value = wait(&shared, timeout) => value,
+                    () = self.shutdown_token().cancelled() => shared.take_value(),
+                };
+                let result = match waited {
                     Some(value) => Ok(render(value)),
                     None => self.resolve_timeout(&lifecycle, timeout.unwrap_or_default()),
                 };
@@ -180,6 +199,7 @@ impl<T, E> Lifecycle<T, E> {
     fn finish(&mut self) {
         self.finished = true;
         self.manager.count(|c| &c.completed);
+        tracing::debug!("async request completed");
         self.complete();
     }
 

@@ -1,10 +1,14 @@
 //! [`AsyncManager`]: drives every async request of a router (Spring's `WebAsyncManager`).
 //!
 //! One file per kind of async value: `deferred.rs` for [`DeferredResult`](crate::DeferredResult),
-//! `task.rs` for [`Callable`](crate::Callable) and [`WebAsyncTask`](crate::WebAsyncTask).
+//! `task.rs` for [`Callable`](crate::Callable) and [`WebAsyncTask`](crate::WebAsyncTask),
+//! `stream.rs` for emitters and streams.
 
 mod deferred;
+mod stream;
 mod task;
+
+pub(crate) use stream::{StreamLifecycle, StreamSpec};
 
 use std::{
     fmt,
@@ -16,6 +20,7 @@ use std::{
 };
 
 use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     AsyncConfig, AsyncError, AsyncTaskExecutor, CallableProcessingInterceptor,
@@ -35,8 +40,9 @@ use crate::{
 /// without `async_support` share one process-wide manager with the default config
 /// ([`AsyncManager::shared_default`]).
 ///
-/// Timers cost no task: each pending request waits on one tokio timer entry inside its own
-/// response future.
+/// Timers cost no task for deferred results and tasks: each pending request waits on one tokio
+/// timer entry inside its own response future. A stream with a timeout has one small timer task,
+/// because hyper stops polling the body of a client that does not read.
 #[derive(Clone)]
 pub struct AsyncManager {
     inner: Arc<Inner>,
@@ -49,6 +55,10 @@ struct Inner {
     /// The configured executor, or the default one, created on first use.
     executor: OnceLock<AsyncTaskExecutor>,
     counters: Counters,
+    /// Cancelled when a graceful shutdown begins: pending results and streams end.
+    shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: running tasks time out.
+    grace_over: CancellationToken,
 }
 
 #[derive(Default)]
@@ -66,20 +76,22 @@ struct Counters {
 /// `completed` counts async requests that ended with a response (a value, an error value, a
 /// timeout or error response); `timed_out`, `rejected` and `errors` count some of those again by
 /// cause; `disconnected` counts those the client abandoned before the response was sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct AsyncMetrics {
-    /// Async requests waiting for their result right now.
-    pub pending: u64,
+    /// Async requests in flight right now: waiting for their result, or streaming.
+    pub in_flight: u64,
     /// Async requests that completed with a response, since the manager was created.
     pub completed: u64,
     /// Async requests whose timeout fired.
     pub timed_out: u64,
     /// Async requests whose client disconnected while they were pending.
     pub disconnected: u64,
-    /// Tasks the executor refused because it was busy and its queue full (answered `503`).
+    /// Async requests refused with `503`: the executor was full, more than
+    /// [`AsyncConfig::max_concurrent`] were in flight, or the server was shutting down.
     pub rejected: u64,
-    /// Tasks that panicked (answered `500` unless `on_error` supplied a value).
+    /// Tasks that panicked (answered `500` unless `on_error` supplied a value), and streaming
+    /// responses aborted by an error.
     pub errors: u64,
 }
 
@@ -97,6 +109,8 @@ impl AsyncManager {
                 executor,
                 config,
                 counters: Counters::default(),
+                shutdown: CancellationToken::new(),
+                grace_over: CancellationToken::new(),
             }),
         }
     }
@@ -125,7 +139,7 @@ impl AsyncManager {
     pub fn metrics(&self) -> AsyncMetrics {
         let counters = &self.inner.counters;
         AsyncMetrics {
-            pending: counters.pending.load(Ordering::Relaxed),
+            in_flight: counters.pending.load(Ordering::Relaxed),
             completed: counters.completed.load(Ordering::Relaxed),
             timed_out: counters.timed_out.load(Ordering::Relaxed),
             disconnected: counters.disconnected.load(Ordering::Relaxed),
@@ -134,8 +148,90 @@ impl AsyncManager {
         }
     }
 
+    /// Begins a graceful shutdown (Spring has none that drains async requests; neither does
+    /// axum for open streams — axum #2673, hyper #2787):
+    /// - new async requests are refused with `503` ([`AsyncError::ShuttingDown`]), and a new
+    ///   SSE request gets `204 No Content`, which stops `EventSource` from reconnecting;
+    /// - pending deferred results complete at once, as on timeout: their `on_timeout`, their
+    ///   timeout result, or `503`;
+    /// - open streams end cleanly after what they have queued (an SSE stream with the
+    ///   [`AsyncConfig::shutdown_event`], if any);
+    /// - running tasks may finish; after [`AsyncConfig::shutdown_grace`] they time out.
+    ///
+    /// Use [`shutdown_on`](Self::shutdown_on) to wire it to `axum::serve(..)
+    /// .with_graceful_shutdown(..)`.
+    pub fn shutdown(&self) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        tracing::info!(
+            in_flight = self.metrics().in_flight,
+            "async manager shutting down"
+        );
+        self.inner.shutdown.cancel();
+        let manager = self.clone();
+        let grace = self.config().shutdown_grace;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::select! {
+                    () = manager.drained() => {}
+                    () = tokio::time::sleep(grace) => {}
+                }
+                manager.inner.grace_over.cancel();
+            });
+        } else {
+            self.inner.grace_over.cancel();
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Resolves once no async request is in flight (checked every 10 ms).
+    pub async fn drained(&self) {
+        while self.inner.counters.pending.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for `signal` (Ctrl-C, SIGTERM, …), then [`shutdown`](Self::shutdown)s and waits
+    /// until every async request has ended or the grace period is over. Pass it to
+    /// `axum::serve(..).with_graceful_shutdown(..)`: the server then stops accepting, and
+    /// finishes once the last connection is done.
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router, manager: async_mvc::AsyncManager) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(manager.shutdown_on(async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     }))
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn shutdown_on<F: std::future::Future<Output = ()>>(self, signal: F) {
+        signal.await;
+        self.shutdown();
+        tokio::select! {
+            () = self.drained() => {}
+            () = self.inner.grace_over.cancelled() => {}
+        }
+    }
+
+    /// Cancelled when shutdown begins.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Cancelled when the shutdown grace period is over.
+    pub(crate) fn grace_over_token(&self) -> &CancellationToken {
+        &self.inner.grace_over
+    }
+
     /// Renders an error the manager produced, through the configured mapping.
-    fn error_response(&self, error: &AsyncError) -> Response {
+    pub(crate) fn error_response(&self, error: &AsyncError) -> Response {
         let config = self.config();
         let respond = match error {
             AsyncError::Timeout { .. } => config.timeout_response.as_ref(),
@@ -158,13 +254,32 @@ impl AsyncManager {
     }
 }
 
-/// Counts one async request as pending from creation until drop.
-struct Pending(AsyncManager);
+/// Counts one async request as pending from admission until drop.
+pub(crate) struct Pending(AsyncManager);
 
 impl Pending {
-    fn start(manager: &AsyncManager) -> Pending {
-        manager.count(|c| &c.pending);
-        Pending(manager.clone())
+    /// Admits one more async request, unless the manager is shutting down or
+    /// [`AsyncConfig::max_concurrent`] are already in flight.
+    pub(crate) fn admit(manager: &AsyncManager) -> Result<Pending, AsyncError> {
+        if manager.is_shutting_down() {
+            manager.count(|c| &c.rejected);
+            return Err(AsyncError::ShuttingDown);
+        }
+        let counters = &manager.inner.counters;
+        let in_flight = counters.pending.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending(manager.clone());
+        match manager.config().max_concurrent {
+            Some(limit) if in_flight >= limit as u64 => {
+                drop(pending);
+                manager.count(|c| &c.rejected);
+                tracing::warn!(limit, "async request refused: too many in flight");
+                Err(AsyncError::Overloaded {
+                    limit,
+                    retry_after: manager.config().retry_after,
+                })
+            }
+            _ => Ok(pending),
+        }
     }
 }
 

@@ -62,12 +62,21 @@ impl AsyncManager {
                 return response;
             }
         }
+        let pending = match Pending::admit(&self) {
+            Ok(pending) => pending,
+            Err(refused) => {
+                if let Some(on_completion) = on_completion {
+                    guarded("on_completion", on_completion);
+                }
+                return self.error_response(&refused);
+            }
+        };
         concurrent_handling_started(&self.config().interceptors, &request);
 
         let request = Arc::new(request);
         let token = CancellationToken::new();
         let mut lifecycle = Lifecycle {
-            _pending: Pending::start(&self),
+            _pending: pending,
             manager: self.clone(),
             chain: Arc::clone(&chain),
             request: Arc::clone(&request),
@@ -88,7 +97,7 @@ impl AsyncManager {
                     Err(rejected) => Outcome::Rejected(AsyncError::Rejected {
                         retry_after: rejected.retry_after,
                     }),
-                    Ok(handle) => match within(timeout, handle).await {
+                    Ok(handle) => match within(timeout, self.grace_over_token(), handle).await {
                         Ok(Ok(result)) => Outcome::Done(result),
                         // `run_blocking` catches panics itself; this is the executor's backstop.
                         Ok(Err(panicked)) => Outcome::Done(Err(AsyncError::TaskPanicked {
@@ -98,7 +107,13 @@ impl AsyncManager {
                     },
                 }
             }
-            Work::Future(work) => match within(timeout, run_future(&chain, &request, work)).await {
+            Work::Future(work) => match within(
+                timeout,
+                self.grace_over_token(),
+                run_future(&chain, &request, work),
+            )
+            .await
+            {
                 Ok(result) => Outcome::Done(result),
                 Err(after) => Outcome::TimedOut(after),
             },
@@ -177,11 +192,25 @@ async fn run_future<T: IntoResponse>(
     callable_post(chain, pre_processed, request, result)
 }
 
-/// `future`'s output, or `Err(timeout)` if it elapsed first.
-async fn within<F: Future>(timeout: Option<Duration>, future: F) -> Result<F::Output, Duration> {
-    match timeout {
-        Some(after) => tokio::time::timeout(after, future).await.map_err(|_| after),
-        None => Ok(future.await),
+/// `future`'s output, or `Err(waited)` if the timeout elapsed first or a shutdown's grace
+/// period ended.
+async fn within<F: Future>(
+    timeout: Option<Duration>,
+    grace_over: &CancellationToken,
+    future: F,
+) -> Result<F::Output, Duration> {
+    let started = tokio::time::Instant::now();
+    let expired = async {
+        match timeout {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        output = future => Ok(output),
+        () = expired => Err(timeout.unwrap_or_default()),
+        () = grace_over.cancelled() => Err(started.elapsed()),
     }
 }
 
@@ -230,6 +259,7 @@ impl<T> Lifecycle<T> {
     fn finish(&mut self) {
         self.finished = true;
         self.manager.count(|c| &c.completed);
+        tracing::debug!("async request completed");
         self.complete();
     }
 

@@ -1,0 +1,248 @@
+//! [`StreamBody`]: the response body of every streaming response (emitters, SSE,
+//! `StreamingResponseBody`, reactive streams), carrying the async lifecycle.
+//!
+//! Ends three ways: the source ends (completed), the source fails (the body errors, so hyper
+//! aborts the response: the client sees a broken chunked stream, never a truncated body that
+//! looks complete), or hyper drops the body first (the client went away). Before it aborts, the
+//! body lets hyper write what it already holds (the head and earlier chunks), so what was sent
+//! reaches the client. A timeout closes the source from a timer task of its own: hyper stops
+//! polling the body while the client does not read, and the timeout must still release a
+//! producer blocked on a full buffer. A heartbeat writes a comment after each idle interval,
+//! which is also how a silent disconnect is noticed (the write fails).
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::{
+    task::JoinHandle,
+    time::{Instant, Sleep},
+};
+
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::{manager::StreamLifecycle, AsyncError};
+
+/// Where a streaming body's bytes come from.
+pub(crate) trait Source: Send + 'static {
+    /// The next chunk; `Some(Err(message))` aborts the response.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>>;
+
+    /// What the timeout does, run on a timer task: stop producing (sends fail, a writer is
+    /// cancelled; an emitter also runs its `on_timeout` callbacks) and wake the body, which then
+    /// ends once it has written what is left, or aborts. Taken once, when the body is created.
+    fn time_out_handle(&self) -> Box<dyn FnOnce() + Send>;
+
+    /// A graceful shutdown began: stop producing, so the body ends once it has written what is
+    /// queued (an emitter refuses further sends; a writer may finish its download).
+    fn shut_down(&mut self) {}
+
+    /// The response is over: `None` when it completed, else why not (the client went away, or
+    /// the stream was refused before it started).
+    fn finish(&mut self, failure: Option<&AsyncError>);
+}
+
+/// The error a streaming body aborts with.
+#[derive(Debug)]
+pub(crate) struct Aborted(pub(crate) String);
+
+impl fmt::Display for Aborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "streaming response aborted: {}", self.0)
+    }
+}
+
+impl std::error::Error for Aborted {}
+
+struct Heartbeat {
+    every: Duration,
+    bytes: Bytes,
+    sleep: Pin<Box<Sleep>>,
+}
+
+/// A streaming response body driven by a [`Source`].
+pub(crate) struct StreamBody {
+    source: Box<dyn Source>,
+    /// The timer task that fires the timeout; aborted once the body has ended.
+    timeout: Option<JoinHandle<()>>,
+    heartbeat: Option<Heartbeat>,
+    /// Hyper may hold bytes it has not written yet (the head, data frames): set until the body
+    /// has returned `Pending` once since, which lets hyper flush.
+    unflushed: bool,
+    /// An abort waiting for hyper to flush first.
+    aborting: Option<String>,
+    /// Resolves when a graceful shutdown begins.
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Written last when the stream ends because of a shutdown (an SSE stream's final event).
+    final_frame: Option<Bytes>,
+    /// `Some` until the body has ended one way or another.
+    lifecycle: Option<StreamLifecycle>,
+}
+
+/// What a streaming body does when a graceful shutdown begins.
+pub(crate) struct OnShutdown {
+    pub(crate) signal: WaitForCancellationFutureOwned,
+    /// Written after what is queued, before the stream ends.
+    pub(crate) final_frame: Option<Bytes>,
+}
+
+impl StreamBody {
+    pub(crate) fn new(
+        source: Box<dyn Source>,
+        lifecycle: StreamLifecycle,
+        timeout: Option<Duration>,
+        heartbeat: Option<(Duration, Bytes)>,
+        on_shutdown: OnShutdown,
+    ) -> Self {
+        let timeout = timeout.map(|after| {
+            let expire = source.time_out_handle();
+            let count = lifecycle.timeout_counter();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                count();
+                expire();
+            })
+        });
+        StreamBody {
+            source,
+            timeout,
+            unflushed: true,
+            aborting: None,
+            heartbeat: heartbeat.map(|(every, bytes)| Heartbeat {
+                every,
+                bytes,
+                sleep: Box::pin(tokio::time::sleep(every)),
+            }),
+            shutdown: Some(Box::pin(on_shutdown.signal)),
+            final_frame: None,
+            lifecycle: Some(lifecycle),
+        }
+        .with_final_frame(on_shutdown.final_frame)
+    }
+
+    fn with_final_frame(mut self, frame: Option<Bytes>) -> Self {
+        self.final_frame = frame;
+        self
+    }
+
+    fn end(&mut self, failed: bool) {
+        if let Some(lifecycle) = self.lifecycle.take() {
+            self.stop_timer();
+            lifecycle.completed(failed);
+            self.source.finish(None);
+        }
+    }
+
+    fn stop_timer(&mut self) {
+        if let Some(timer) = self.timeout.take() {
+            timer.abort();
+        }
+    }
+
+    fn abort(&mut self, message: String) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+        self.end(true);
+        Poll::Ready(Some(Err(Aborted(message))))
+    }
+}
+
+impl Body for StreamBody {
+    type Data = Bytes;
+    type Error = Aborted;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+        let this = self.get_mut();
+        if this.lifecycle.is_none() {
+            return Poll::Ready(None);
+        }
+        if let Some(message) = this.aborting.take() {
+            return this.abort(message);
+        }
+        match this.source.poll_next(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                if let Some(heartbeat) = &mut this.heartbeat {
+                    let next = Instant::now() + heartbeat.every;
+                    heartbeat.sleep.as_mut().reset(next);
+                }
+                this.unflushed = true;
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            Poll::Ready(Some(Err(message))) => {
+                if this.unflushed {
+                    // An error aborts the connection with whatever hyper still buffers: let it
+                    // write what was sent first (it flushes when the body is pending).
+                    this.unflushed = false;
+                    this.aborting = Some(message);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                return this.abort(message);
+            }
+            Poll::Ready(None) => {
+                if this.shutdown.is_none() {
+                    // Ended by a shutdown: the final event, if any, goes last.
+                    if let Some(frame) = this.final_frame.take() {
+                        return Poll::Ready(Some(Ok(Frame::data(frame))));
+                    }
+                }
+                this.end(false);
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if let Some(shutdown) = &mut this.shutdown {
+            if shutdown.as_mut().poll(cx).is_ready() {
+                this.shutdown = None;
+                this.heartbeat = None;
+                this.source.shut_down();
+                // Drain what is queued, then end.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+        if let Some(heartbeat) = &mut this.heartbeat {
+            if heartbeat.sleep.as_mut().poll(cx).is_ready() {
+                let next = Instant::now() + heartbeat.every;
+                heartbeat.sleep.as_mut().reset(next);
+                this.unflushed = true;
+                return Poll::Ready(Some(Ok(Frame::data(heartbeat.bytes.clone()))));
+            }
+        }
+        this.unflushed = false;
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.lifecycle.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        if let Some(lifecycle) = self.lifecycle.take() {
+            self.stop_timer();
+            lifecycle.disconnected();
+            self.source.finish(Some(&AsyncError::ClientDisconnected));
+        }
+    }
+}
+
+impl fmt::Debug for StreamBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamBody")
+            .field("open", &self.lifecycle.is_some())
+            .finish_non_exhaustive()
+    }
+}
