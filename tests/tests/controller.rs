@@ -294,7 +294,7 @@ async fn produces_applies_to_a_deferred_result_once_it_completes() {
     let server = TestServer::start(app).await;
 
     let poll = tokio::spawn(client().get(server.url("/w")).send());
-    eventually("pending", || manager.metrics().pending == 1).await;
+    eventually("pending", || manager.metrics().in_flight == 1).await;
     let result = shop.lock().unwrap().clone().unwrap();
     assert!(result.set_result(r#"{"ok":true}"#.into_response().into_body().into_response()));
     let response = within("poll", poll).await.unwrap().unwrap();
@@ -327,7 +327,7 @@ async fn controllers_share_the_manager_of_an_enclosing_async_support() {
 
     let poll = tokio::spawn(http.get(server.url("/s/poll/x")).send());
     eventually("pending in the router's manager", || {
-        manager.metrics().pending == 1
+        manager.metrics().in_flight == 1
     })
     .await;
     let result = shop.waiting("x").unwrap();

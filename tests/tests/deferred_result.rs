@@ -70,7 +70,7 @@ async fn long_poll_is_completed_by_another_http_request() {
 
     let poll = tokio::spawn(http.get(server.url("/wait/a")).send());
     eventually("the long poll is pending", || {
-        manager.metrics().pending == 1
+        manager.metrics().in_flight == 1
     })
     .await;
 
@@ -91,7 +91,7 @@ async fn long_poll_is_completed_by_another_http_request() {
     assert_eq!(response.text().await.unwrap(), "hello");
 
     let metrics = manager.metrics();
-    assert_eq!(metrics.pending, 0);
+    assert_eq!(metrics.in_flight, 0);
     assert_eq!(metrics.completed, 1);
     assert_eq!(metrics.timed_out, 0);
 }
@@ -105,7 +105,7 @@ async fn second_set_result_returns_false_and_the_client_sees_the_first_value() {
 
     let poll = tokio::spawn(http.get(server.url("/wait/k")).send());
     eventually("the long poll is pending", || {
-        manager.metrics().pending == 1
+        manager.metrics().in_flight == 1
     })
     .await;
 
@@ -183,7 +183,7 @@ async fn per_result_timeout_renders_the_timeout_result() {
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     let metrics = manager.metrics();
     assert_eq!(
-        (metrics.timed_out, metrics.completed, metrics.pending),
+        (metrics.timed_out, metrics.completed, metrics.in_flight),
         (1, 1, 0)
     );
 }
@@ -388,7 +388,10 @@ async fn client_disconnect_while_pending_runs_error_then_completion() {
         .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .unwrap();
-    eventually("the request is pending", || manager.metrics().pending == 1).await;
+    eventually("the request is pending", || {
+        manager.metrics().in_flight == 1
+    })
+    .await;
     drop(socket);
 
     eventually("on_completion ran", || events.lock().unwrap().len() == 2).await;
@@ -401,7 +404,7 @@ async fn client_disconnect_while_pending_runs_error_then_completion() {
     );
     let metrics = manager.metrics();
     assert_eq!(
-        (metrics.pending, metrics.disconnected, metrics.completed),
+        (metrics.in_flight, metrics.disconnected, metrics.completed),
         (0, 1, 0)
     );
     let result = results.lock().unwrap()[0].clone();
@@ -418,7 +421,7 @@ async fn callbacks_registered_after_the_handler_returned_still_run() {
 
     let poll = tokio::spawn(http.get(server.url("/wait/late")).send());
     eventually("the long poll is pending", || {
-        manager.metrics().pending == 1
+        manager.metrics().in_flight == 1
     })
     .await;
     let completed = Arc::new(Mutex::new(0));
@@ -459,7 +462,7 @@ async fn thousand_concurrent_long_polls_each_receive_their_own_value() {
         })
         .collect();
     eventually("all long polls are pending", || {
-        manager.metrics().pending == CLIENTS as u64
+        manager.metrics().in_flight == CLIENTS as u64
     })
     .await;
     assert_eq!(waiters.len(), CLIENTS);
@@ -477,7 +480,7 @@ async fn thousand_concurrent_long_polls_each_receive_their_own_value() {
         assert_eq!(body, format!("value-{i}"));
     }
     let metrics = manager.metrics();
-    assert_eq!((metrics.pending, metrics.completed), (0, CLIENTS as u64));
+    assert_eq!((metrics.in_flight, metrics.completed), (0, CLIENTS as u64));
 }
 
 #[tokio::test]

@@ -534,7 +534,7 @@ async fn deferred_app(log: &Log, a: Recorder, b: Recorder, timeout: Duration) ->
 impl DeferredApp {
     async fn pending_result(&self) -> DeferredResult<String, Response> {
         eventually("the poll is pending", || {
-            self.manager.metrics().pending == 1
+            self.manager.metrics().in_flight == 1
         })
         .await;
         self.results.lock().unwrap()[0].clone()
@@ -712,7 +712,7 @@ async fn deferred_rejection_in_before_concurrent_handling() {
         ["A.before", "B.before", "result.on_completion"]
     );
     assert!(app.results.lock().unwrap()[0].is_set_or_expired());
-    assert_eq!(app.manager.metrics().pending, 0);
+    assert_eq!(app.manager.metrics().in_flight, 0);
 }
 
 #[tokio::test]
