@@ -318,7 +318,7 @@ async fn next_times_out_with_304_and_forgets_the_poll() {
     assert_eq!(response.bytes().await.expect("body").len(), 0);
     assert_eq!(server.desk.store().waiting(), 0);
     let metrics = server.desk.manager().metrics();
-    assert_eq!((metrics.timed_out, metrics.pending), (1, 0));
+    assert_eq!((metrics.timed_out, metrics.in_flight), (1, 0));
 
     // A poll that reaches the current version times out the same way.
     let response = server
@@ -348,7 +348,7 @@ async fn an_abandoned_poll_is_forgotten() {
         "the disconnect to be noticed",
     )
     .await;
-    assert_eq!(server.desk.manager().metrics().pending, 0);
+    assert_eq!(server.desk.manager().metrics().in_flight, 0);
 }
 
 #[tokio::test]
@@ -543,7 +543,7 @@ async fn an_invoice_names_the_order_and_carries_its_sha256() {
     let order_now = server.get(&format!("/api/orders/{id}")).await;
     assert_eq!(json_of(order_now).await, order(&id, "teapot", "placed", 1));
     let metrics = server.desk.manager().metrics();
-    assert_eq!((metrics.completed, metrics.pending), (2, 0));
+    assert_eq!((metrics.completed, metrics.in_flight), (2, 0));
 }
 
 #[tokio::test]
@@ -651,4 +651,436 @@ async fn the_page_offers_the_invoice() {
     let page = server.get("/").await.text().await.expect("a body");
     assert!(page.contains("Render invoice"));
     assert!(page.contains("/invoice"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming: the order's SSE stream, the feed and the receipt.
+
+/// How long a test waits for the next bytes of a stream before it fails.
+const STREAM_WAIT: Duration = Duration::from_secs(5);
+
+/// The most chunks a test reads from one stream: a guard against a stream that never ends.
+const MAX_CHUNKS: usize = 10_000;
+
+/// The exact wire form of the `status` event of one order version.
+fn status_event(id: &str, item: &str, status: &str, version: u64) -> String {
+    let data = serde_json::to_string(&order(id, item, status, version)).expect("JSON");
+    format!("id:{version}\nevent:status\ndata:{data}\n\n")
+}
+
+/// A streamed response read raw, chunk by chunk, with a bounded wait for each read.
+struct RawStream {
+    response: Response,
+    buffer: String,
+    chunks: usize,
+    ended: bool,
+}
+
+impl RawStream {
+    fn new(response: Response) -> RawStream {
+        RawStream {
+            response,
+            buffer: String::new(),
+            chunks: 0,
+            ended: false,
+        }
+    }
+
+    /// Reads one more chunk into the buffer; `false` once the stream has ended.
+    async fn read(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        self.chunks += 1;
+        assert!(self.chunks <= MAX_CHUNKS, "too many chunks");
+        let chunk = tokio::time::timeout(STREAM_WAIT, self.response.chunk())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "nothing new within {STREAM_WAIT:?}; so far: {:?}",
+                    self.buffer
+                )
+            })
+            .expect("a readable stream");
+        match chunk {
+            Some(bytes) => {
+                self.buffer
+                    .push_str(std::str::from_utf8(&bytes).expect("UTF-8 chunk"));
+                true
+            }
+            None => {
+                self.ended = true;
+                false
+            }
+        }
+    }
+
+    /// The next `count` SSE events, each exactly as on the wire (`field:value` lines and the
+    /// blank line that ends it); comment-only blocks (heartbeats) are skipped.
+    async fn events(&mut self, count: usize) -> Vec<String> {
+        let mut events = Vec::new();
+        while events.len() < count {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if !block
+                    .lines()
+                    .all(|line| line.is_empty() || line.starts_with(':'))
+                {
+                    events.push(block);
+                }
+                continue;
+            }
+            assert!(
+                self.read().await,
+                "the stream ended after {events:?}; left: {:?}",
+                self.buffer
+            );
+        }
+        events
+    }
+
+    /// The next `count` lines (without their `\n`).
+    async fn lines(&mut self, count: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        while lines.len() < count {
+            if let Some(end) = self.buffer.find('\n') {
+                let line: String = self.buffer.drain(..=end).collect();
+                lines.push(line.trim_end_matches('\n').to_owned());
+                continue;
+            }
+            assert!(self.read().await, "the stream ended after {lines:?}");
+        }
+        lines
+    }
+
+    /// Reads until the stream ends; what is left must be heartbeats only.
+    async fn until_end(&mut self) {
+        while self.read().await {}
+        assert!(
+            self.buffer
+                .lines()
+                .all(|line| line.is_empty() || line.starts_with(':')),
+            "unexpected bytes before the end: {:?}",
+            self.buffer
+        );
+    }
+}
+
+impl Server {
+    /// `GET /api/orders/{id}/stream`, with `Last-Event-ID` if given; answers `200` as an event
+    /// stream.
+    async fn stream(&self, id: &str, last_event_id: Option<&str>) -> RawStream {
+        let mut request = self
+            .client
+            .get(self.url(&format!("/api/orders/{id}/stream")))
+            .header("accept", "text/event-stream");
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        let response = tokio::time::timeout(STREAM_WAIT, request.send())
+            .await
+            .expect("the stream's headers in time")
+            .expect("GET request");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE].to_str().ok(),
+            Some("text/event-stream")
+        );
+        RawStream::new(response)
+    }
+
+    async fn post_status(&self, id: &str, status: &str) -> Value {
+        let response = self
+            .post_json(
+                &format!("/api/orders/{id}/events"),
+                json!({ "status": status }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        json_of(response).await
+    }
+
+    /// `GET /api/orders/feed` with this `Accept` (none if `None`).
+    async fn feed(&self, accept: Option<&str>) -> Response {
+        let mut request = self.client.get(self.url("/api/orders/feed"));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        tokio::time::timeout(STREAM_WAIT, request.send())
+            .await
+            .expect("the feed's headers in time")
+            .expect("GET request")
+    }
+}
+
+/// Runs a test body with an overall time limit.
+async fn bounded<F: std::future::Future<Output = ()>>(body: F) {
+    tokio::time::timeout(Duration::from_secs(30), body)
+        .await
+        .expect("the test finished within 30 s");
+}
+
+#[tokio::test]
+async fn the_stream_replays_the_history_then_sends_live_events() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let id = server.create("teapot").await;
+        server.post_status(&id, "paid").await;
+
+        let mut stream = server.stream(&id, None).await;
+        assert_eq!(
+            stream.events(2).await,
+            [
+                status_event(&id, "teapot", "placed", 1),
+                status_event(&id, "teapot", "paid", 2),
+            ]
+        );
+        assert_eq!(server.desk.store().streams(), 1);
+
+        for (status, version) in [("packed", 3), ("packed", 4)] {
+            server.post_status(&id, status).await;
+            assert_eq!(
+                stream.events(1).await,
+                [status_event(&id, "teapot", status, version)]
+            );
+        }
+        // Other orders do not show up.
+        let other = server.create("cups").await;
+        server.post_status(&other, "paid").await;
+        server.post_status(&id, "shipped").await;
+        assert_eq!(
+            stream.events(1).await,
+            [status_event(&id, "teapot", "shipped", 5)]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_stream_resumes_after_last_event_id() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let id = server.create("teapot").await;
+        for status in ["paid", "packed", "shipped"] {
+            server.post_status(&id, status).await;
+        }
+
+        let mut resumed = server.stream(&id, Some("2")).await;
+        assert_eq!(
+            resumed.events(2).await,
+            [
+                status_event(&id, "teapot", "packed", 3),
+                status_event(&id, "teapot", "shipped", 4),
+            ]
+        );
+        // Up to date: nothing is replayed, the next event is the next change.
+        let mut current = server.stream(&id, Some("4")).await;
+        // `0` is before every version: the whole history.
+        let mut everything = server.stream(&id, Some("0")).await;
+        let history: Vec<_> = [(1, "placed"), (2, "paid"), (3, "packed"), (4, "shipped")]
+            .into_iter()
+            .map(|(version, status)| status_event(&id, "teapot", status, version))
+            .collect();
+        assert_eq!(everything.events(4).await, history);
+
+        server.post_status(&id, "returned").await;
+        let fifth = status_event(&id, "teapot", "returned", 5);
+        assert_eq!(resumed.events(1).await, [fifth.as_str()]);
+        assert_eq!(current.events(1).await, [fifth.as_str()]);
+        assert_eq!(everything.events(1).await, [fifth.as_str()]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_stream_of_an_unknown_order_is_404() {
+    bounded(async {
+        let server = Server::quiet().await;
+        for path in ["/api/orders/42/stream", "/api/orders/42/receipt"] {
+            let response = server.get(path).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(
+                json_of(response).await,
+                json!({ "error": "no order with id `42`" }),
+                "{path}"
+            );
+        }
+        assert_eq!(server.desk.store().streams(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_worker_publishes_to_the_stream() {
+    bounded(async {
+        let server = Server::start(
+            DemoConfig::new()
+                .packed_after(Duration::from_millis(100))
+                .shipped_after(Duration::from_millis(300)),
+        )
+        .await;
+        let id = server.create("teapot").await;
+        let mut stream = server.stream(&id, None).await;
+        assert_eq!(
+            stream.events(3).await,
+            [
+                status_event(&id, "teapot", "placed", 1),
+                status_event(&id, "teapot", "packed", 2),
+                status_event(&id, "teapot", "shipped", 3),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropped_streams_end_and_resume_from_the_replay_buffer() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let id = server.create("teapot").await;
+        let mut stream = server.stream(&id, None).await;
+        assert_eq!(
+            stream.events(1).await,
+            [status_event(&id, "teapot", "placed", 1)]
+        );
+
+        assert_eq!(server.desk.drop_streams(), 1);
+        stream.until_end().await;
+        assert_eq!(server.desk.store().streams(), 0);
+
+        // Missed while disconnected, then replayed exactly once on resuming.
+        server.post_status(&id, "paid").await;
+        server.post_status(&id, "packed").await;
+        let mut resumed = server.stream(&id, Some("1")).await;
+        assert_eq!(
+            resumed.events(2).await,
+            [
+                status_event(&id, "teapot", "paid", 2),
+                status_event(&id, "teapot", "packed", 3),
+            ]
+        );
+        // The broadcaster is still open: live events go on.
+        server.post_status(&id, "shipped").await;
+        assert_eq!(
+            resumed.events(1).await,
+            [status_event(&id, "teapot", "shipped", 4)]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_ndjson_feed_streams_changes_made_after_connecting() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let before = server.create("teapot").await;
+
+        let response = server.feed(Some("application/x-ndjson")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE].to_str().ok(),
+            Some("application/x-ndjson")
+        );
+        let mut feed = RawStream::new(response);
+
+        let id = server.create("cups").await;
+        server.post_status(&before, "paid").await;
+        server.post_status(&id, "packed").await;
+        let lines = feed.lines(3).await;
+        let parsed: Vec<Value> = lines
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect();
+        assert_eq!(
+            parsed,
+            [
+                order(&id, "cups", "placed", 1),
+                order(&before, "teapot", "paid", 2),
+                order(&id, "cups", "packed", 2),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_json_feed_is_the_current_orders_sorted_by_id() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let empty = server.feed(Some("application/json")).await;
+        assert_eq!(empty.status(), StatusCode::OK);
+        assert_eq!(json_of(empty).await, json!([]));
+
+        // Eleven orders: "10" and "11" sort after "9", not after "1".
+        for n in 1..=11 {
+            server.create(&format!("item {n}")).await;
+        }
+        server.post_status("10", "paid").await;
+        let expected: Vec<Value> = (1..=11)
+            .map(|n| {
+                let (status, version) = if n == 10 { ("paid", 2) } else { ("placed", 1) };
+                order(&n.to_string(), &format!("item {n}"), status, version)
+            })
+            .collect();
+        for accept in [Some("application/json"), None] {
+            let response = server.feed(accept).await;
+            assert_eq!(response.status(), StatusCode::OK, "{accept:?}");
+            assert_eq!(
+                response.headers()[CONTENT_TYPE].to_str().ok(),
+                Some("application/json"),
+                "{accept:?}"
+            );
+            assert_eq!(json_of(response).await, json!(expected), "{accept:?}");
+        }
+        // `/api/orders/{id}` still answers for real ids.
+        let one = server.get("/api/orders/1").await;
+        assert_eq!(json_of(one).await, order("1", "item 1", "placed", 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_receipt_is_a_text_download() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let id = server.create("blue teapot").await;
+        server.post_status(&id, "paid").await;
+        server.post_status(&id, "shipped").await;
+
+        let response = server.get(&format!("/api/orders/{id}/receipt")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(
+            headers[CONTENT_TYPE].to_str().ok(),
+            Some("text/plain; charset=utf-8")
+        );
+        let disposition = format!("attachment; filename=\"receipt-{id}.txt\"");
+        assert_eq!(
+            headers["content-disposition"].to_str().ok(),
+            Some(disposition.as_str())
+        );
+        let body = tokio::time::timeout(STREAM_WAIT, response.text())
+            .await
+            .expect("the receipt in time")
+            .expect("a text body");
+        assert!(body.contains("blue teapot"), "{body}");
+        assert!(body.contains(&format!("Receipt for order {id}")), "{body}");
+        assert!(body.contains("Status:  shipped"), "{body}");
+        assert!(body.contains("Version: 3"), "{body}");
+        assert!(
+            body.contains("  version 1  placed\n  version 2  paid\n  version 3  shipped\n"),
+            "{body}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_page_follows_the_stream_and_offers_the_receipt() {
+    let server = Server::quiet().await;
+    let page = server.get("/").await.text().await.expect("a body");
+    assert!(page.contains("new EventSource("));
+    assert!(page.contains("/stream"));
+    assert!(page.contains("Download receipt"));
+    assert!(page.contains("/receipt"));
 }

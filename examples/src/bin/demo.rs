@@ -6,7 +6,8 @@
 //!
 //! Serves on `127.0.0.1:8080`; the port comes from `--port N` (or `--port=N`), else the `PORT`
 //! environment variable, else 8080. Logs go to stderr; `RUST_LOG` overrides the default filter.
-//! Ctrl+C answers the waiting long polls with `304` and shuts down gracefully.
+//! Ctrl+C answers the waiting long polls with `304`, ends the open event streams and feeds, and
+//! shuts down gracefully.
 
 use std::{net::SocketAddr, process::ExitCode};
 
@@ -48,16 +49,13 @@ async fn main() -> ExitCode {
     println!("Order desk listening on http://{address}/  (Ctrl+C to stop)");
 
     let desk = OrderDesk::new(DemoConfig::default());
-    let store = desk.store().clone();
-    let shutdown = async move {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl+C");
-            std::future::pending::<()>().await;
-        }
-        // Open long polls would hold the graceful shutdown for up to their timeout.
-        let released = store.release_waiting();
-        tracing::info!(released, "shutting down");
-    };
+    // Ctrl+C or SIGTERM: the async manager answers every long poll (304, its timeout result),
+    // ends every stream, refuses new async requests (a reconnecting EventSource gets 204), and
+    // gives running invoice tasks its grace period; then the server stops.
+    let shutdown = desk.manager().clone().shutdown_on(async {
+        terminate_requested().await;
+        tracing::info!("shutting down");
+    });
     match axum::serve(listener, desk.router())
         .with_graceful_shutdown(shutdown)
         .await
@@ -67,6 +65,34 @@ async fn main() -> ExitCode {
             eprintln!("server error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Resolves on Ctrl+C or SIGTERM.
+async fn terminate_requested() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl+C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
     }
 }
 

@@ -2,16 +2,20 @@
 
 use std::time::{Duration, Instant};
 
-use async_mvc::prelude::*;
+use async_mvc::{prelude::*, LastEventId, ReactiveStream, SseEmitter};
 use axum::{
     extract::{Path, Query},
-    http::{header::LOCATION, HeaderName, StatusCode},
+    http::{
+        header::{ACCEPT, LOCATION},
+        HeaderMap, HeaderName, StatusCode,
+    },
     Json,
 };
 use serde::Deserialize;
 
 use super::{
     config::{DEFAULT_INVOICE_HASH_ROUNDS, DEFAULT_INVOICE_TIMEOUT},
+    receipt::{self, Receipt},
     ApiError, Fulfilment, Invoice, InvoiceTask, NewOrder, Order, OrderEvent, OrderPoll, OrderStore,
 };
 
@@ -35,6 +39,30 @@ pub struct NextQuery {
     pub timeout_ms: Option<u64>,
 }
 
+/// Whether `Accept` names a type a [`ReactiveStream`] is streamed as (rather than collected):
+/// `text/event-stream`, `application/x-ndjson`, `application/jsonl` or `…+x-ndjson`, with a
+/// quality above 0, in the first `Accept` header. The library streams if any such type is
+/// acceptable there, so the feed does too.
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let mut parts = range.split(';');
+            let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let refused = parts
+                .filter_map(|param| param.trim().strip_prefix("q="))
+                .any(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0));
+            let streams = matches!(
+                essence.as_str(),
+                "text/event-stream" | "application/x-ndjson" | "application/jsonl"
+            ) || essence.ends_with("+x-ndjson");
+            streams && !refused
+        })
+}
+
 impl NextQuery {
     fn timeout(&self) -> Duration {
         let millis = self.timeout_ms.unwrap_or(DEFAULT_POLL_TIMEOUT_MS);
@@ -42,8 +70,8 @@ impl NextQuery {
     }
 }
 
-/// The order desk's JSON API: place orders, read them, long-poll for their next version, post
-/// status events and render invoices.
+/// The order desk's JSON API: place orders, read them, long-poll or stream their changes, post
+/// status events, render invoices and download receipts.
 #[derive(Debug, Clone)]
 pub struct OrdersController {
     store: OrderStore,
@@ -92,6 +120,19 @@ impl OrdersController {
         Ok((StatusCode::CREATED, [(LOCATION, location)], Json(order)))
     }
 
+    /// `GET /api/orders/feed`: with an `Accept` that streams (`application/x-ndjson`, and any
+    /// other type the library streams a [`ReactiveStream`] as), every change of any order from
+    /// now on, live; otherwise the current orders as a JSON array, sorted by id as a number.
+    /// A static segment: axum matches it before `/orders/{id}`.
+    #[get("/orders/feed")]
+    pub fn feed(&self, headers: HeaderMap) -> ReactiveStream {
+        if wants_stream(&headers) {
+            ReactiveStream::new(self.store.changes())
+        } else {
+            ReactiveStream::new(futures::stream::iter(self.store.all()))
+        }
+    }
+
     /// `GET /api/orders/{id}`: the order, or `404`.
     #[get("/orders/{id}")]
     pub fn show(&self, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
@@ -111,6 +152,30 @@ impl OrdersController {
         self.store
             .watch(&id, after, query.timeout())
             .ok_or(ApiError::NotFound(id))
+    }
+
+    /// `GET /api/orders/{id}/stream`: the order's changes as Server-Sent Events (`id:` the
+    /// version, `event: status`, data the order JSON). Replays the changes after `Last-Event-ID`
+    /// — all of them without one — then streams new ones; `404` for an unknown order.
+    #[get("/orders/{id}/stream")]
+    pub fn stream(
+        &self,
+        Path(id): Path<String>,
+        last_event_id: Option<LastEventId>,
+    ) -> Result<SseEmitter, ApiError> {
+        let last = last_event_id.as_ref().map(LastEventId::as_str);
+        self.store
+            .subscribe(&id, last)
+            .ok_or(ApiError::NotFound(id))
+    }
+
+    /// `GET /api/orders/{id}/receipt`: the order's plain-text receipt as a download, written by
+    /// a [`StreamingResponseBody`](async_mvc::StreamingResponseBody); `404` for an unknown
+    /// order.
+    #[get("/orders/{id}/receipt")]
+    pub fn receipt(&self, Path(id): Path<String>) -> Result<Receipt, ApiError> {
+        let (order, history) = self.store.history(&id).ok_or(ApiError::NotFound(id))?;
+        Ok(receipt::download(order, history))
     }
 
     /// `POST /api/orders/{id}/events`: appends a status, completing every waiting long poll of

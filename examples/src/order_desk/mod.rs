@@ -1,6 +1,8 @@
 //! The order desk: a request waits while another part of the application does the work.
 //!
-//! - `GET /` — a one-page UI that places an order and watches it change live.
+//! - `GET /` — a one-page UI that places an order and watches it change live (an `EventSource`
+//!   on the order's stream; long polling where `EventSource` is missing), with a "Download
+//!   receipt" link. `/#order=ID` follows an existing order.
 //! - `POST /api/orders` with `{"item": "..."}` — `201` and the new order (`status: "placed"`,
 //!   `version: 1`).
 //! - `GET /api/orders/{id}` — `200` and the order, or `404`.
@@ -27,9 +29,43 @@
 //!     timeout ([`DemoConfig::invoice_timeout`], default 5 s) fires first; the rendering loop is
 //!     cancelled.
 //!
+//! - `GET /api/orders/{id}/stream` — Server-Sent Events of the order's changes
+//!   (`Content-Type: text/event-stream`), one event per version, encoded as
+//!   `id:<version>\nevent:status\ndata:<order JSON>\n\n` where the order JSON has the same
+//!   fields as the other routes (`{"id":"1","item":"teapot","status":"packed","version":2}`).
+//!   Each order has its own [`SseBroadcaster`](async_mvc::SseBroadcaster), created with the
+//!   order, whose replay buffer keeps its last [`STREAM_REPLAY`] (1024) events — the creation
+//!   (version 1) included. The stream first replays, then sends every later change live, with
+//!   no gap and no duplicate:
+//!   - with `Last-Event-ID: V` where `V` is a version in the buffer, every change after `V`
+//!     (nothing if `V` is the current version);
+//!   - without `Last-Event-ID`, or with any other value (`0`, not a number, a version the order
+//!     never reached, one older than the buffer), every change the buffer holds — the order's
+//!     full history for any order with at most 1024 changes — so a fresh page shows the
+//!     current state.
+//!
+//!   The stream has no timeout and gets a `:` heartbeat comment after 15 s idle; it stays open
+//!   after `shipped` (events may still be posted). `404` and the JSON error for an unknown
+//!   order. Every change — `POST …/events` and the fulfilment worker alike — is published.
+//!   [`OrderDesk::drop_streams`] ends the open streams without closing the broadcasters.
+//! - `GET /api/orders/feed` — with `Accept: application/x-ndjson`, a live stream
+//!   (`Content-Type: application/x-ndjson`) of one line per change of any order from the moment
+//!   of the request on (new orders as `version: 1`), each the order JSON; a reader more than
+//!   [`FEED_CAPACITY`] changes behind skips the ones it missed. It never ends by itself. Other
+//!   streaming types the library negotiates from `Accept` (`application/jsonl`,
+//!   `…+x-ndjson`, `text/event-stream` as data-only events) stream live as well. With
+//!   `Accept: application/json`, any other `Accept`, or none: `200` and the current orders as
+//!   a JSON array (`Content-Type: application/json`, `[]` when there are none), sorted by id as
+//!   a number. `feed` is a static segment: it is never taken for an order id.
+//! - `GET /api/orders/{id}/receipt` — `200`, `Content-Type: text/plain; charset=utf-8`,
+//!   `Content-Disposition: attachment; filename="receipt-<id>.txt"`, and a plain-text receipt
+//!   streamed by a [`StreamingResponseBody`](async_mvc::StreamingResponseBody)
+//!   ([`render_receipt`]): the order's id, item, status and version, then each status change
+//!   with its version (`  version 2  packed`). `404` and the JSON error for an unknown order.
+//!
 //! A background [`Fulfilment`] worker, fed through a channel as if through a message broker,
-//! moves every new order to `packed` and then `shipped`, completing long polls from its own
-//! task.
+//! moves every new order to `packed` and then `shipped`, completing long polls and publishing
+//! to the streams from its own task.
 //!
 //! ```no_run
 //! use async_mvc_examples::order_desk::{self, DemoConfig};
@@ -47,6 +83,7 @@ mod error;
 mod invoice;
 mod order;
 mod page;
+mod receipt;
 mod store;
 mod worker;
 
@@ -57,5 +94,6 @@ pub use error::ApiError;
 pub use invoice::{Invoice, InvoiceTask};
 pub use order::{NewOrder, Order, OrderEvent, MAX_ITEM_CHARS, MAX_STATUS_CHARS};
 pub use page::INDEX_HTML;
-pub use store::{OrderPoll, OrderStore};
+pub use receipt::{render_receipt, Receipt};
+pub use store::{Change, OrderPoll, OrderStore, FEED_CAPACITY, STREAM_REPLAY};
 pub use worker::Fulfilment;
