@@ -394,7 +394,7 @@ where
         request: AsyncRequest,
     ) -> crate::work::ResponseFuture {
         match self.shared.take() {
-            Some(shared) => Box::pin(manager.run_deferred(request, shared)),
+            Some(shared) => manager.run_deferred(request, shared),
             None => Box::pin(std::future::ready(AsyncError::NotSupported.into_response())),
         }
     }

@@ -8,6 +8,12 @@ use http::{
     HeaderValue, StatusCode,
 };
 
+/// The message of [`AsyncError::NotSupported`], also the body of the placeholder response an
+/// async value renders to (a `&'static str`, so the placeholder costs no allocation).
+pub(crate) const NOT_SUPPORTED: &str = "this handler returned an async value, but the router \
+    has no async support: register the route through `Router::controller(..)`, or add \
+    `.async_support(AsyncConfig::default())` (or `AsyncSupportLayer`) to the router";
+
 /// What went wrong while an async request was being processed.
 ///
 /// Spring MVC counterparts: `AsyncRequestTimeoutException` ([`AsyncError::Timeout`]),
@@ -65,11 +71,7 @@ pub enum AsyncError {
     ClientDisconnected,
     /// The handler returned an async value, but no async manager was installed on the route.
     /// Rendered as `500 Internal Server Error` with a body that names the fix.
-    #[error(
-        "this handler returned an async value, but the router has no async support: register \
-         the route through `Router::controller(..)`, or add \
-         `.async_support(AsyncConfig::default())` (or `AsyncSupportLayer`) to the router"
-    )]
+    #[error("{}", NOT_SUPPORTED)]
     NotSupported,
 }
 

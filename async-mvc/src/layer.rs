@@ -151,7 +151,12 @@ where
                         tracing::debug!("async processing started");
                         work.start(manager, request)
                     });
-                    let future = Box::pin(tracing::Instrument::instrument(future, span));
+                    // A span no subscriber wants costs nothing: skip the wrapper (and its box).
+                    let future: AsyncResponseFuture = if span.is_disabled() {
+                        future
+                    } else {
+                        Box::pin(tracing::Instrument::instrument(future, span))
+                    };
                     this.state.set(State::Async {
                         future,
                         parts: Some(parts),

@@ -75,7 +75,7 @@ impl WrapperParts {
 impl AsyncWork {
     /// The placeholder response carrying `work`.
     pub(crate) fn response(work: Box<dyn StartAsync>) -> Response {
-        let mut response = Response::new(Body::from(AsyncError::NotSupported.to_string()));
+        let mut response = Response::new(Body::from(crate::error::NOT_SUPPORTED));
         *response.status_mut() = AsyncError::NotSupported.status();
         response
             .extensions_mut()

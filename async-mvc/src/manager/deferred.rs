@@ -14,6 +14,7 @@ use std::{
 use axum::response::{IntoResponse, Response};
 
 use super::{guarded, guarded_value, AsyncManager, Pending};
+use crate::work::ResponseFuture;
 use crate::{
     deferred_result::{Shared, TimeoutOutcome},
     interceptor::{concurrent_handling_started, deferred_post, hook, hook_option},
@@ -32,15 +33,17 @@ impl AsyncManager {
     ///   `handle_timeout`, else the timeout response → `post_process` → … as above;
     /// - client gone (this future dropped) → `on_error(ClientDisconnected)` → expired →
     ///   interceptors' `handle_error` → `after_completion` → `on_completion`.
-    pub(crate) async fn run_deferred<T, E>(
+    pub(crate) fn run_deferred<T, E>(
         self,
         request: AsyncRequest,
         shared: Arc<Shared<T, E>>,
-    ) -> Response
+    ) -> ResponseFuture
     where
         T: IntoResponse + Send + 'static,
         E: IntoResponse + Send + 'static,
     {
+        // Everything up to the wait is synchronous: a result that is already decided costs no
+        // async state at all.
         let chain = Arc::clone(&self.inner.deferred);
         for interceptor in chain.iter() {
             if let Err(response) = hook("before_concurrent_handling", || {
@@ -51,7 +54,7 @@ impl AsyncManager {
                 if let Some(on_completion) = shared.complete() {
                     guarded("on_completion", on_completion);
                 }
-                return response;
+                return ready(response);
             }
         }
         let pending = match Pending::admit(&self) {
@@ -64,44 +67,48 @@ impl AsyncManager {
                 if let Some(on_completion) = shared.complete() {
                     guarded("on_completion", on_completion);
                 }
-                return self.error_response(&refused);
+                return ready(self.error_response(&refused));
             }
         };
         concurrent_handling_started(&self.config().interceptors, &request);
 
         let mut lifecycle = Lifecycle {
             _pending: pending,
-            manager: self.clone(),
-            shared: Arc::clone(&shared),
-            chain: Arc::clone(&chain),
+            manager: self,
+            shared,
+            chain,
             request,
             pre_processed: 0,
             finished: false,
         };
-        let result = match lifecycle.pre_process() {
-            Some(failed) => {
-                // The hook's response fills the slot; a later `set_result` is refused.
-                shared.expire();
-                Ok(failed)
+        if let Some(failed) = lifecycle.pre_process() {
+            // The hook's response fills the slot; a later `set_result` is refused.
+            lifecycle.shared.expire();
+            return ready(lifecycle.finish(Ok(failed)));
+        }
+        if let Some(value) = lifecycle.shared.take_value() {
+            // Set before the handler returned: complete at once, no timer.
+            return ready(lifecycle.finish_with_value(value));
+        }
+        Box::pin(async move {
+            let manager = lifecycle.manager.clone();
+            let timeout = lifecycle
+                .shared
+                .effective_timeout(manager.config().default_timeout);
+            // A graceful shutdown resolves the result as its timeout would, at once.
+            let waited = tokio::select! {
+                biased;
+                value = wait(&lifecycle.shared, timeout) => value,
+                () = manager.shutdown_token().cancelled() => lifecycle.shared.take_value(),
+            };
+            match waited {
+                Some(value) => lifecycle.finish_with_value(value),
+                None => {
+                    let result = manager.resolve_timeout(&lifecycle, timeout.unwrap_or_default());
+                    lifecycle.finish(result)
+                }
             }
-            None => {
-                let timeout = shared.effective_timeout(self.config().default_timeout);
-                // A graceful shutdown resolves the result as its timeout would, at once.
-                let waited = tokio::select! {
-                    biased;
-                    value = wait(&shared, timeout) => value,
-                    () = self.shutdown_token().cancelled() => shared.take_value(),
-                };
-                let result = match waited {
-                    Some(value) => Ok(render(value)),
-                    None => self.resolve_timeout(&lifecycle, timeout.unwrap_or_default()),
-                };
-                deferred_post(&chain, lifecycle.pre_processed, &lifecycle.request, result)
-            }
-        };
-        let response = result.unwrap_or_else(|error| self.error_response(&error));
-        lifecycle.finish();
-        response
+        })
     }
 
     /// The chain of D.63: the result's own `on_timeout` and timeout result, then the
@@ -162,6 +169,11 @@ async fn wait<T, E>(shared: &Shared<T, E>, timeout: Option<Duration>) -> Option<
     .await
 }
 
+/// A response that is already known, as the manager's future.
+fn ready(response: Response) -> ResponseFuture {
+    Box::pin(std::future::ready(response))
+}
+
 fn render<T: IntoResponse, E: IntoResponse>(value: Result<T, E>) -> Response {
     match value {
         Ok(value) => value.into_response(),
@@ -195,12 +207,40 @@ impl<T, E> Lifecycle<T, E> {
         None
     }
 
-    /// The response was produced: count it and complete.
-    fn finish(&mut self) {
+    /// The value arrived: `post_process`, then the response.
+    fn finish_with_value(self, value: Result<T, E>) -> Response
+    where
+        T: IntoResponse,
+        E: IntoResponse,
+    {
+        let result = deferred_post(
+            &self.chain,
+            self.pre_processed,
+            &self.request,
+            Ok(render(value)),
+        );
+        self.finish_rendered(result)
+    }
+
+    /// A result that did not come from the value (a failed hook, a timeout): `post_process`
+    /// unless a hook failed, then the response.
+    fn finish(self, result: Result<Response, AsyncError>) -> Response {
+        let result = if self.pre_processed < self.chain.len() {
+            result
+        } else {
+            deferred_post(&self.chain, self.pre_processed, &self.request, result)
+        };
+        self.finish_rendered(result)
+    }
+
+    /// Renders the result, counts the request as completed and runs the completion hooks.
+    fn finish_rendered(mut self, result: Result<Response, AsyncError>) -> Response {
+        let response = result.unwrap_or_else(|error| self.manager.error_response(&error));
         self.finished = true;
         self.manager.count(|c| &c.completed);
         tracing::debug!("async request completed");
         self.complete();
+        response
     }
 
     /// `after_completion` in reverse for those that got `pre_process`, then `on_completion`.
