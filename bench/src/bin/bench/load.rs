@@ -1,0 +1,302 @@
+//! The load generator: HTTP/1.1 clients over loopback sockets spread over 127.0.0.1–127.0.0.4.
+//!
+//! Every loop is bounded in count and in time.
+
+use std::{
+    io,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_mvc_bench::clock;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::{header::HOST, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+    sync::Semaphore,
+};
+
+/// Source addresses for client sockets: ~28,000 ephemeral ports each.
+const SOURCES: u8 = 4;
+/// Most requests one closed-loop connection sends, whatever the duration.
+const MAX_REQUESTS_PER_CONNECTION: u64 = 50_000_000;
+/// Connects (and request writes) in flight at once while opening thousands of sockets.
+const CONNECT_CONCURRENCY: usize = 256;
+/// The longest any single response may take before it counts as an error.
+pub(crate) const RESPONSE_DEADLINE: Duration = Duration::from_secs(150);
+
+/// A new histogram of microseconds (or any `u64`), 3 significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is valid")
+}
+
+/// Connects to `127.0.0.1:port` from `127.0.0.{1 + i % 4}`.
+pub(crate) async fn connect(i: usize, port: u16) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (i % SOURCES as usize) as u8);
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let stream = socket
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// What a closed-loop run measured (requests counted after the warm-up only).
+#[derive(Debug)]
+pub(crate) struct LoopStats {
+    pub(crate) ok: u64,
+    pub(crate) unavailable: u64,
+    pub(crate) errors: u64,
+    pub(crate) latency_us: Histogram<u64>,
+    pub(crate) seconds: f64,
+}
+
+/// `conns` keep-alive connections (hyper 1), each sending `GET path` back to back for
+/// `warmup + measure`; latencies and counts of the `measure` part.
+pub(crate) async fn closed_loop(
+    port: u16,
+    path: &'static str,
+    conns: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> LoopStats {
+    let start = Instant::now();
+    let from = start + warmup;
+    let until = from + measure;
+    let tasks: Vec<_> = (0..conns)
+        .map(|c| tokio::spawn(connection_loop(c, port, path, from, until)))
+        .collect();
+    let mut total = LoopStats {
+        ok: 0,
+        unavailable: 0,
+        errors: 0,
+        latency_us: histogram(),
+        seconds: measure.as_secs_f64(),
+    };
+    for task in tasks {
+        match tokio::time::timeout_at((until + RESPONSE_DEADLINE).into(), task).await {
+            Ok(Ok(stats)) => {
+                total.ok += stats.ok;
+                total.unavailable += stats.unavailable;
+                total.errors += stats.errors;
+                let _ = total.latency_us.add(&stats.latency_us);
+            }
+            _ => total.errors += 1,
+        }
+    }
+    total
+}
+
+async fn connection_loop(
+    c: usize,
+    port: u16,
+    path: &'static str,
+    from: Instant,
+    until: Instant,
+) -> LoopStats {
+    let mut stats = LoopStats {
+        ok: 0,
+        unavailable: 0,
+        errors: 0,
+        latency_us: histogram(),
+        seconds: 0.0,
+    };
+    let mut sent = 0u64;
+    // Reconnects after an error, as long as time is left.
+    while Instant::now() < until && sent < MAX_REQUESTS_PER_CONNECTION {
+        let mut sender = match handshake(c, port).await {
+            Ok(sender) => sender,
+            Err(_) => {
+                stats.errors += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        while sent < MAX_REQUESTS_PER_CONNECTION {
+            let t0 = Instant::now();
+            if t0 >= until {
+                break;
+            }
+            sent += 1;
+            let request = Request::get(path)
+                .header(HOST, "127.0.0.1")
+                .body(Empty::<Bytes>::new())
+                .expect("a valid request");
+            let outcome = async {
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                Ok::<_, hyper::Error>(status)
+            };
+            let outcome = tokio::time::timeout(RESPONSE_DEADLINE, outcome).await;
+            let measured = t0 >= from;
+            match outcome {
+                Ok(Ok(status)) if measured => {
+                    let _ = stats
+                        .latency_us
+                        .record(t0.elapsed().as_micros().max(1) as u64);
+                    if status == StatusCode::OK {
+                        stats.ok += 1;
+                    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+                        stats.unavailable += 1;
+                    } else {
+                        stats.errors += 1;
+                    }
+                }
+                Ok(Ok(_)) => {}
+                _ => {
+                    if measured {
+                        stats.errors += 1;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    stats
+}
+
+async fn handshake(
+    c: usize,
+    port: u16,
+) -> Result<
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    let stream = connect(c, port).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One raw HTTP/1.1 exchange on its own socket.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    /// The `x-started-ns` header, if the response had one.
+    pub(crate) started_ns: Option<u64>,
+    /// `CLOCK_MONOTONIC` ns once the request was written.
+    pub(crate) sent_ns: u64,
+    /// `CLOCK_MONOTONIC` ns once the whole response was read.
+    pub(crate) received_ns: u64,
+}
+
+/// Opens a socket from source `i % 4`, writes `METHOD path`, reads the response head and its
+/// `Content-Length` body. The connect and write hold a permit of `gate`, if any.
+pub(crate) async fn raw_request(
+    i: usize,
+    port: u16,
+    method: &str,
+    path: &str,
+    gate: Option<&Semaphore>,
+) -> io::Result<RawResponse> {
+    let permit = match gate {
+        Some(gate) => Some(gate.acquire().await.map_err(io::Error::other)?),
+        None => None,
+    };
+    let mut stream = tokio::time::timeout(RESPONSE_DEADLINE, connect(i, port))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no connection in time"))??;
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let sent_ns = clock::now_ns();
+    drop(permit);
+
+    let read = async {
+        let mut buf = Vec::with_capacity(512);
+        let mut chunk = [0u8; 1024];
+        // Bounded: a response larger than 64 KiB is an error here.
+        while buf.len() < 64 * 1024 {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed early"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(head_end) = find(&buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let body_start = head_end + 4;
+                if buf.len() >= body_start + length {
+                    let body = buf[body_start..body_start + length].to_vec();
+                    let started = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("x-started-ns:"))
+                        .and_then(|v| v.trim().parse().ok());
+                    return Ok((status, body, started));
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "response too large",
+        ))
+    };
+    let (status, body, started_ns) = tokio::time::timeout(RESPONSE_DEADLINE, read)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no response in time"))??;
+    Ok(RawResponse {
+        status,
+        body,
+        started_ns,
+        sent_ns,
+        received_ns: clock::now_ns(),
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// Opens `n` sockets (at most [`CONNECT_CONCURRENCY`] connecting at once), each sending
+/// `GET path(i)` and waiting for its response. Returns the task handles.
+/// With `per_second`, request `i` starts no earlier than `i / per_second` after the first.
+pub(crate) fn open_many(
+    n: usize,
+    port: u16,
+    path: impl Fn(usize) -> String,
+    per_second: Option<u64>,
+) -> Vec<tokio::task::JoinHandle<io::Result<RawResponse>>> {
+    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let start = tokio::time::Instant::now();
+    (0..n)
+        .map(|i| {
+            let gate = gate.clone();
+            let path = path(i);
+            let at = per_second
+                .map(|rate| start + Duration::from_nanos(i as u64 * 1_000_000_000 / rate.max(1)));
+            tokio::spawn(async move {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at).await;
+                }
+                raw_request(i, port, "GET", &path, Some(&gate)).await
+            })
+        })
+        .collect()
+}
+
+/// Waits for every handle (each bounded by [`RESPONSE_DEADLINE`]).
+pub(crate) async fn join_all(
+    tasks: Vec<tokio::task::JoinHandle<io::Result<RawResponse>>>,
+) -> Vec<io::Result<RawResponse>> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap_or_else(|e| Err(io::Error::other(e))));
+    }
+    results
+}

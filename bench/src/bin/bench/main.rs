@@ -1,0 +1,788 @@
+//! The one benchmark command: `cargo run --release -p async-mvc-bench --bin bench`.
+//!
+//! Runs every workload against the baseline (hand-written axum) and async-mvc, on loopback
+//! only, and prints a table of medians with the ratio async-mvc / baseline and the target.
+//!
+//! Flags: `--smoke` (tiny sizes, a few seconds each: proves the harness works, asserts no
+//! timing), `--runs N` (default 3; medians are taken), `--subscribers N` (W4, default 1,000),
+//! `--only W1,W3` (a subset).
+//!
+//! Socket workloads (W1, W2, W3, W5) run against a fresh `bench-server` process per run and
+//! implementation; in-process ones (W2b, W4) in a fresh `bench-inproc` process, which counts
+//! allocations. The load generator is this process: a multi-threaded tokio runtime whose sockets
+//! are spread over 127.0.0.1–127.0.0.4, with its open-file limit raised to the hard limit.
+
+mod load;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use async_mvc_bench::{apps::Impl, apps::W3_TIMEOUT, limits};
+
+/// The figures of one run of one workload for one implementation.
+type Figures = BTreeMap<&'static str, f64>;
+
+#[derive(Debug, Clone)]
+struct Options {
+    smoke: bool,
+    runs: usize,
+    subscribers: usize,
+    only: Option<Vec<String>>,
+}
+
+/// Sizes of every workload.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    w1_warmup: Duration,
+    w1_measure: Duration,
+    w2_sockets: usize,
+    w2b_requests: usize,
+    w3_sockets: usize,
+    w4_subscribers: usize,
+    w4_events: usize,
+    w5_warmup: Duration,
+    w5_measure: Duration,
+}
+
+impl Sizes {
+    fn new(options: &Options) -> Sizes {
+        if options.smoke {
+            Sizes {
+                w1_warmup: Duration::from_millis(300),
+                w1_measure: Duration::from_secs(1),
+                w2_sockets: 200,
+                w2b_requests: 10_000,
+                w3_sockets: 200,
+                w4_subscribers: 20,
+                w4_events: 20,
+                w5_warmup: Duration::from_millis(300),
+                w5_measure: Duration::from_secs(2),
+            }
+        } else {
+            let subscribers = options.subscribers.max(1);
+            Sizes {
+                w1_warmup: Duration::from_secs(1),
+                w1_measure: Duration::from_secs(8),
+                w2_sockets: 15_000,
+                w2b_requests: 1_000_000,
+                w3_sockets: 15_000,
+                w4_subscribers: subscribers,
+                // About 2 million deliveries per run.
+                w4_events: (2_000_000 / subscribers).clamp(20, 20_000),
+                w5_warmup: Duration::from_secs(1),
+                w5_measure: Duration::from_secs(8),
+            }
+        }
+    }
+}
+
+/// W2's background task completes this many long polls per millisecond (10,000/s): a steady
+/// stream, so the latency is that of one completion, not of a queue of 15,000.
+const W2_COMPLETIONS_PER_MS: usize = 10;
+
+/// W3 opens its long polls at this rate (15,000 in 3 s), so the timeouts fire as a stream
+/// and measure the timer, not a CPU saturated by thousands of simultaneous writes.
+const W3_OPENS_PER_SECOND: u64 = 5_000;
+
+const WORKLOADS: [&str; 6] = ["W1", "W2", "W2b", "W3", "W4", "W5"];
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        smoke: false,
+        runs: 3,
+        subscribers: 1_000,
+        only: None,
+    };
+    let mut runs = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => options.smoke = true,
+            "--runs" => runs = args.next().and_then(|n| n.parse().ok()),
+            "--subscribers" => {
+                options.subscribers = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000)
+            }
+            "--only" => {
+                options.only = args.next().map(|list| {
+                    list.split(',')
+                        .map(|w| w.trim().to_ascii_uppercase())
+                        .collect()
+                })
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W4,W5]"
+                );
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("bench: unknown argument `{other}` (try --help)");
+                std::process::exit(2);
+            }
+        }
+    }
+    options.runs = runs
+        .unwrap_or(if options.smoke { 1 } else { 3 })
+        .clamp(1, 50);
+    options
+}
+
+fn main() {
+    let options = parse_options();
+    let sizes = Sizes::new(&options);
+    let fd_limit = limits::raise_fd_limit();
+    let binaries = match Binaries::locate() {
+        Ok(binaries) => binaries,
+        Err(message) => {
+            eprintln!("bench: {message}");
+            std::process::exit(1);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+
+    let load_before = load_average();
+    let started = Instant::now();
+    println!(
+        "async-mvc benchmarks: {} run(s) per workload{}; open-file limit {fd_limit}; load average {load_before}",
+        options.runs,
+        if options.smoke { ", smoke sizes" } else { "" },
+    );
+
+    let selected: Vec<&str> = WORKLOADS
+        .iter()
+        .copied()
+        .filter(|w| {
+            options
+                .only
+                .as_ref()
+                .map_or(true, |only| only.iter().any(|o| o.eq_ignore_ascii_case(w)))
+        })
+        .collect();
+    // results[workload][impl] = one `Figures` per run.
+    let mut results: BTreeMap<&str, BTreeMap<&str, Vec<Figures>>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for &workload in &selected {
+        for run in 0..options.runs {
+            // Alternate which implementation goes first.
+            let order = if run % 2 == 0 {
+                Impl::ALL
+            } else {
+                [Impl::AsyncMvc, Impl::Baseline]
+            };
+            for imp in order {
+                let outcome = match workload {
+                    "W1" => runtime.block_on(w1(&binaries, imp, &sizes)),
+                    "W2" => runtime.block_on(w2(&binaries, imp, &sizes)),
+                    "W2b" => binaries.inproc(&[
+                        "--workload",
+                        "w2b",
+                        "--impl",
+                        imp.name(),
+                        "--n",
+                        &sizes.w2b_requests.to_string(),
+                    ]),
+                    "W3" => runtime.block_on(w3(&binaries, imp, &sizes)),
+                    "W4" => binaries.inproc(&[
+                        "--workload",
+                        "w4",
+                        "--impl",
+                        imp.name(),
+                        "--n",
+                        &sizes.w4_subscribers.to_string(),
+                        "--events",
+                        &sizes.w4_events.to_string(),
+                    ]),
+                    _ => runtime.block_on(w5(&binaries, imp, &sizes)),
+                };
+                match outcome {
+                    Ok(figures) => {
+                        println!(
+                            "  {workload} run {}/{} {:<9} {}",
+                            run + 1,
+                            options.runs,
+                            imp.name(),
+                            render_figures(&figures)
+                        );
+                        results
+                            .entry(workload)
+                            .or_default()
+                            .entry(imp.name())
+                            .or_default()
+                            .push(figures);
+                    }
+                    Err(message) => {
+                        println!(
+                            "  {workload} run {} {}: FAILED: {message}",
+                            run + 1,
+                            imp.name()
+                        );
+                        failures.push(format!("{workload} {}: {message}", imp.name()));
+                    }
+                }
+            }
+        }
+    }
+
+    let load_after = load_average();
+    println!();
+    println!(
+        "Medians of {} run(s); ratio = async-mvc / baseline (or difference where the target is one). \
+         Load average before {load_before}, after {load_after}; {:.0} s in all.",
+        options.runs,
+        started.elapsed().as_secs_f64()
+    );
+    if options.smoke {
+        println!("Smoke sizes: the figures prove the harness runs; targets are not judged.");
+    }
+    print_table(&results, &sizes, options.smoke);
+    if !failures.is_empty() {
+        eprintln!("bench: {} workload run(s) failed:", failures.len());
+        for failure in &failures {
+            eprintln!("  {failure}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn render_figures(figures: &Figures) -> String {
+    figures
+        .iter()
+        .map(|(k, v)| format!("{k}={}", fmt_value(*v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "-".to_owned()
+    } else if v.abs() >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+/// The sibling binaries this command starts.
+#[derive(Debug)]
+struct Binaries {
+    server: PathBuf,
+    inproc: PathBuf,
+}
+
+impl Binaries {
+    /// Finds `bench-server` and `bench-inproc` next to this executable, building them first
+    /// (`cargo run --bin bench` builds only `bench`).
+    fn locate() -> Result<Binaries, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let dir = exe.parent().ok_or("no executable directory")?;
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        if manifest.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = Command::new(cargo);
+            build
+                .arg("build")
+                .arg("--quiet")
+                .arg("--manifest-path")
+                .arg(&manifest)
+                .args([
+                    "-p",
+                    "async-mvc-bench",
+                    "--bin",
+                    "bench-server",
+                    "--bin",
+                    "bench-inproc",
+                ]);
+            if !cfg!(debug_assertions) {
+                build.arg("--release");
+            }
+            match build.status() {
+                Ok(status) if status.success() => {}
+                Ok(status) => eprintln!("bench: building the sibling binaries failed ({status})"),
+                Err(e) => {
+                    eprintln!("bench: could not run cargo to build the sibling binaries: {e}")
+                }
+            }
+        }
+        let server = dir.join("bench-server");
+        let inproc = dir.join("bench-inproc");
+        for path in [&server, &inproc] {
+            if !path.exists() {
+                return Err(format!("{} is missing", path.display()));
+            }
+        }
+        Ok(Binaries { server, inproc })
+    }
+
+    /// Runs `bench-inproc` with `args` and parses its `RESULT key=value …` line.
+    fn inproc(&self, args: &[&str]) -> Result<Figures, String> {
+        let output = Command::new(&self.inproc)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("bench-inproc: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("RESULT "))
+            .ok_or_else(|| format!("bench-inproc printed no result ({})", output.status))?;
+        let mut figures = Figures::new();
+        for pair in line.split_whitespace() {
+            let (key, value) = pair.split_once('=').ok_or("malformed result")?;
+            let value: f64 = value
+                .parse()
+                .map_err(|_| format!("malformed value {pair}"))?;
+            figures.insert(intern(key), value);
+        }
+        Ok(figures)
+    }
+}
+
+/// Result keys as `&'static str` (a closed set, so leaking is bounded).
+fn intern(key: &str) -> &'static str {
+    const KEYS: [&str; 17] = [
+        "pending",
+        "allocs_per_pending",
+        "bytes_per_pending",
+        "create_s",
+        "complete_s",
+        "errors",
+        "subscribed",
+        "deliveries",
+        "deliveries_per_s",
+        "first_p50_us",
+        "first_p99_us",
+        "first_max_us",
+        "bytes_per_delivery",
+        "allocs_per_delivery",
+        "req_s",
+        "p50_us",
+        "p99_us",
+    ];
+    KEYS.iter()
+        .find(|k| **k == key)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// A `bench-server` child process; killed on drop.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(binaries: &Binaries, imp: Impl) -> Result<Server, String> {
+        let mut child = Command::new(&binaries.server)
+            .args(["--impl", imp.name(), "--port", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("bench-server: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => Ok(Server { child, port }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "bench-server did not print its port (got {line:?})"
+                ))
+            }
+        }
+    }
+
+    fn rss(&self) -> f64 {
+        limits::rss_bytes(self.child.id()).map_or(f64::NAN, |b| b as f64)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket workloads
+// ---------------------------------------------------------------------------------------------
+
+async fn w1(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
+    let server = Server::start(binaries, imp)?;
+    let stats = load::closed_loop(server.port, "/w1", 64, sizes.w1_warmup, sizes.w1_measure).await;
+    Ok(loop_figures(&stats))
+}
+
+async fn w5(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
+    let server = Server::start(binaries, imp)?;
+    let stats = load::closed_loop(server.port, "/w5", 200, sizes.w5_warmup, sizes.w5_measure).await;
+    let mut figures = loop_figures(&stats);
+    figures.insert("503s", stats.unavailable as f64);
+    Ok(figures)
+}
+
+fn loop_figures(stats: &load::LoopStats) -> Figures {
+    Figures::from([
+        ("req_s", stats.ok as f64 / stats.seconds),
+        ("p50_us", stats.latency_us.value_at_quantile(0.5) as f64),
+        ("p99_us", stats.latency_us.value_at_quantile(0.99) as f64),
+        ("errors", stats.errors as f64),
+    ])
+}
+
+/// Waits (bounded) until the server holds `n` long polls.
+async fn wait_for_pending(port: u16, n: usize) -> Result<(), String> {
+    let deadline = Instant::now() + load::RESPONSE_DEADLINE;
+    let mut last = 0;
+    while Instant::now() < deadline {
+        if let Ok(response) = load::raw_request(0, port, "GET", "/w2/count", None).await {
+            last = String::from_utf8_lossy(&response.body)
+                .parse()
+                .unwrap_or(0usize);
+            if last >= n {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("only {last} of {n} long polls arrived in time"))
+}
+
+async fn w2(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
+    let n = sizes.w2_sockets;
+    let server = Server::start(binaries, imp)?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_fresh = server.rss();
+    let tasks = load::open_many(n, server.port, |i| format!("/w2/{i}"), None);
+    let held = wait_for_pending(server.port, n).await;
+    // Let the last connections settle before reading memory.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_held = server.rss();
+    let complete = format!("/w2/complete?per_ms={W2_COMPLETIONS_PER_MS}");
+    if let Err(e) = load::raw_request(1, server.port, "POST", &complete, None).await {
+        return Err(format!("POST /w2/complete: {e}"));
+    }
+    let results = load::join_all(tasks).await;
+    let mut latency = load::histogram();
+    let mut errors = u64::from(held.is_err());
+    for result in results {
+        match result {
+            Ok(response) if response.status == 200 => {
+                let set_ns: u64 = String::from_utf8_lossy(&response.body)
+                    .parse()
+                    .unwrap_or(u64::MAX);
+                match response.received_ns.checked_sub(set_ns) {
+                    Some(ns) => {
+                        let _ = latency.record((ns / 1000).max(1));
+                    }
+                    None => errors += 1,
+                }
+            }
+            _ => errors += 1,
+        }
+    }
+    Ok(Figures::from([
+        ("rss_per_pending_b", (rss_held - rss_fresh) / n as f64),
+        ("rss_held_mib", rss_held / (1024.0 * 1024.0)),
+        ("p50_us", latency.value_at_quantile(0.5) as f64),
+        ("p99_us", latency.value_at_quantile(0.99) as f64),
+        ("max_us", latency.max() as f64),
+        ("errors", errors as f64),
+    ]))
+}
+
+async fn w3(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
+    let n = sizes.w3_sockets;
+    let server = Server::start(binaries, imp)?;
+    let tasks = load::open_many(
+        n,
+        server.port,
+        |_| "/w3".to_owned(),
+        Some(W3_OPENS_PER_SECOND),
+    );
+    let results = load::join_all(tasks).await;
+    let timeout_ns = W3_TIMEOUT.as_nanos() as u64;
+    let mut lateness = load::histogram();
+    let mut errors = 0u64;
+    let mut early = 0u64;
+    for result in results {
+        match result {
+            Ok(response) if response.status == 503 => {
+                let from = response.started_ns.unwrap_or(response.sent_ns);
+                let waited = response.received_ns.saturating_sub(from);
+                if waited < timeout_ns {
+                    early += 1;
+                }
+                let _ = lateness.record((waited.saturating_sub(timeout_ns) / 1000).max(1));
+            }
+            _ => errors += 1,
+        }
+    }
+    Ok(Figures::from([
+        ("late_p50_us", lateness.value_at_quantile(0.5) as f64),
+        ("late_p99_us", lateness.value_at_quantile(0.99) as f64),
+        ("late_max_us", lateness.max() as f64),
+        ("early", early as f64),
+        ("errors", errors as f64),
+    ]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------------------------
+
+/// How a figure is judged.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// No target: informational.
+    None,
+    /// async-mvc / baseline ≥ x.
+    RatioAtLeast(f64),
+    /// async-mvc / baseline ≤ x.
+    RatioAtMost(f64),
+    /// async-mvc − baseline ≤ x.
+    DiffAtMost(f64),
+    /// async-mvc ≤ x.
+    AtMost(f64),
+    /// async-mvc ≥ x, and ≥ ratio × baseline.
+    AtLeastAndRatio(f64, f64),
+}
+
+struct Row {
+    workload: &'static str,
+    key: &'static str,
+    label: String,
+    target: Target,
+    target_text: String,
+}
+
+fn rows(sizes: &Sizes) -> Vec<Row> {
+    let row = |workload, key, label: &str, target, target_text: &str| Row {
+        workload,
+        key,
+        label: label.to_owned(),
+        target,
+        target_text: target_text.to_owned(),
+    };
+    let w4 = format!(
+        "W4 ({} subs × {} ev)",
+        sizes.w4_subscribers, sizes.w4_events
+    );
+    let w4: &'static str = Box::leak(w4.into_boxed_str());
+    vec![
+        row(
+            "W1",
+            "req_s",
+            "req/s",
+            Target::RatioAtLeast(0.95),
+            "≥ 0.95×",
+        ),
+        row("W1", "p50_us", "p50 µs", Target::None, ""),
+        row("W1", "p99_us", "p99 µs", Target::RatioAtMost(1.1), "≤ 1.1×"),
+        row("W1", "errors", "errors", Target::None, ""),
+        row(
+            "W2",
+            "rss_per_pending_b",
+            "RSS B / pending",
+            Target::DiffAtMost(1024.0),
+            "≤ base + 1 KiB",
+        ),
+        row("W2", "rss_held_mib", "RSS at hold MiB", Target::None, ""),
+        row("W2", "p50_us", "completion p50 µs", Target::None, ""),
+        row(
+            "W2",
+            "p99_us",
+            "completion p99 µs",
+            Target::AtMost(5000.0),
+            "≤ 5,000",
+        ),
+        row("W2", "max_us", "completion max µs", Target::None, ""),
+        row("W2", "errors", "errors", Target::AtMost(0.0), "0"),
+        row(
+            "W2b",
+            "bytes_per_pending",
+            "heap B / pending",
+            Target::DiffAtMost(1024.0),
+            "lib ≤ 1 KiB over base",
+        ),
+        row(
+            "W2b",
+            "allocs_per_pending",
+            "live allocations / pending",
+            Target::None,
+            "",
+        ),
+        row("W2b", "create_s", "create all s", Target::None, ""),
+        row("W2b", "complete_s", "complete all s", Target::None, ""),
+        row("W2b", "errors", "errors", Target::AtMost(0.0), "0"),
+        row("W3", "late_p50_us", "late p50 µs", Target::None, ""),
+        row(
+            "W3",
+            "late_p99_us",
+            "late p99 µs",
+            Target::AtMost(10_000.0),
+            "≤ 10,000",
+        ),
+        row("W3", "late_max_us", "late max µs", Target::None, ""),
+        row("W3", "early", "early", Target::AtMost(0.0), "0"),
+        row("W3", "errors", "errors", Target::AtMost(0.0), "0"),
+        row(
+            w4,
+            "deliveries_per_s",
+            "deliveries/s",
+            Target::AtLeastAndRatio(1_000_000.0, 0.9),
+            "≥ 0.9× and ≥ 1M",
+        ),
+        row(w4, "first_p50_us", "first event p50 µs", Target::None, ""),
+        row(w4, "first_p99_us", "first event p99 µs", Target::None, ""),
+        row(
+            w4,
+            "bytes_per_delivery",
+            "heap B alloc / delivery",
+            Target::None,
+            "",
+        ),
+        row(
+            w4,
+            "allocs_per_delivery",
+            "allocs / delivery",
+            Target::None,
+            "",
+        ),
+        row(w4, "errors", "errors", Target::AtMost(0.0), "0"),
+        row("W5", "req_s", "req/s", Target::None, ""),
+        row("W5", "p99_us", "p99 µs", Target::None, ""),
+        row("W5", "503s", "503s", Target::None, ""),
+        row("W5", "errors", "errors", Target::AtMost(0.0), "0"),
+    ]
+}
+
+fn median(values: &mut Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+fn print_table(results: &BTreeMap<&str, BTreeMap<&str, Vec<Figures>>>, sizes: &Sizes, smoke: bool) {
+    let header = [
+        "workload",
+        "figure",
+        "baseline",
+        "async-mvc",
+        "ratio",
+        "target",
+        "met",
+    ];
+    let mut lines: Vec<[String; 7]> = Vec::new();
+    for row in rows(sizes) {
+        let key = row.workload.split(' ').next().unwrap_or(row.workload);
+        let Some(by_impl) = results.get(key) else {
+            continue;
+        };
+        let med = |imp: Impl| {
+            let mut values: Vec<f64> = by_impl
+                .get(imp.name())
+                .map(|runs| {
+                    runs.iter()
+                        .filter_map(|f| f.get(row.key).copied())
+                        .collect()
+                })
+                .unwrap_or_default();
+            median(&mut values)
+        };
+        let (base, mvc) = (med(Impl::Baseline), med(Impl::AsyncMvc));
+        let ratio = match row.target {
+            Target::DiffAtMost(_) => format!("{:+.0}", mvc - base),
+            _ if base > 0.0 && !mvc.is_nan() => format!("{:.2}×", mvc / base),
+            _ => "-".to_owned(),
+        };
+        let met = match row.target {
+            _ if mvc.is_nan() => None,
+            Target::None => None,
+            Target::RatioAtLeast(x) => Some(mvc >= x * base),
+            Target::RatioAtMost(x) => Some(mvc <= x * base),
+            Target::DiffAtMost(x) => Some(mvc - base <= x),
+            Target::AtMost(x) => Some(mvc <= x),
+            Target::AtLeastAndRatio(floor, x) => Some(mvc >= floor && mvc >= x * base),
+        };
+        let met = match (met, smoke) {
+            (None, _) => "",
+            (Some(_), true) => "(smoke)",
+            (Some(true), false) => "yes",
+            (Some(false), false) => "NO",
+        };
+        lines.push([
+            row.workload.to_owned(),
+            row.label.clone(),
+            fmt_value(base),
+            fmt_value(mvc),
+            ratio,
+            row.target_text.clone(),
+            met.to_owned(),
+        ]);
+    }
+    let mut widths = header.map(|h| h.chars().count());
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let render = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        format!("| {} |", padded.join(" | "))
+    };
+    println!("{}", render(&header.map(str::to_owned)));
+    println!(
+        "|{}|",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for line in &lines {
+        println!("{}", render(line));
+    }
+}
