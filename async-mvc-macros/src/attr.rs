@@ -390,3 +390,62 @@ mod tests {
         );
     }
 }
+
+/// Properties of attribute parsing: any string literal as a path, `produces` or method parses
+/// or fails with an error, never a panic; method names match case-insensitively.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proc_macro2::Span;
+    use proptest::prelude::*;
+    use quote::quote;
+
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof!["[{}/*:?#a-zA-Z\"; =\t\\\\é.-]{0,24}", any::<String>()]
+    }
+
+    fn parse(tokens: TokenStream) -> Attribute {
+        Attribute::parse_outer
+            .parse2(tokens)
+            .expect("test attribute parses")
+            .remove(0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_literal_parses_or_fails_cleanly(path in any_text(), other in any_text()) {
+            let path_lit = LitStr::new(&path, Span::call_site());
+            let other_lit = LitStr::new(&other, Span::call_site());
+            let verb = parse(quote!(#[get(#path_lit, produces = #other_lit)]));
+            let parsed = route_attr(&verb, RouteKind::Verb(HttpMethod::Get)).expect("a verb parses");
+            prop_assert_eq!(parsed.path.value(), path.clone());
+            prop_assert_eq!(parsed.produces.map(|p| p.value()), Some(other.clone()));
+
+            let mapping = parse(quote!(#[request_mapping(path = #path_lit, method = #other_lit)]));
+            let parsed = route_attr(&mapping, RouteKind::RequestMapping);
+            prop_assert_eq!(parsed.is_ok(), HttpMethod::from_name(&other).is_some());
+
+            let args = controller_args(quote!(path = #path_lit)).expect("controller args parse");
+            prop_assert_eq!(args.path.map(|p| p.value()), Some(path));
+        }
+
+        #[test]
+        fn method_names_match_in_any_case(
+            index in 0..HttpMethod::ALL.len(),
+            upper in prop::collection::vec(any::<bool>(), 8),
+            padding in "[ \t]{0,2}",
+        ) {
+            let method = HttpMethod::ALL[index];
+            let name: String = method
+                .as_str()
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, &up)| if up { c } else { c.to_ascii_lowercase() })
+                .collect();
+            let padded = format!("{padding}{name}{padding}");
+            prop_assert_eq!(HttpMethod::from_name(&padded), Some(method));
+        }
+    }
+}

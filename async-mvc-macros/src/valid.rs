@@ -564,3 +564,181 @@ mod tests {
         }
     }
 }
+
+/// Properties of the path and media-type checks: they answer every input without panicking,
+/// accept everything a small grammar of valid paths and media types generates, and agree with
+/// [`join`].
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Strings made of the characters the checks care about, and any strings at all.
+    fn troublemaker() -> impl Strategy<Value = String> {
+        prop_oneof!["[{}/*:?#a-z0-9_\"; =\t\\\\éß😀.-]{0,32}", any::<String>(),]
+    }
+
+    /// A literal segment: name characters, possibly with escaped braces `{{`, `}}`.
+    fn literal() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z0-9_.~-]{1,8}",
+            1 => "[a-z]{0,3}\\{\\{[a-z]{0,3}\\}\\}[a-z]{0,3}",
+        ]
+    }
+
+    /// A segment of a generated path.
+    #[derive(Debug, Clone)]
+    enum Segment {
+        Literal(String),
+        Capture,
+    }
+
+    /// A valid path: `/seg/{name}/...` — literal segments and captures — optionally ending
+    /// with a catch-all and optionally with a trailing `/`. Rendered with capture names from
+    /// a prefix, so one shape can be rendered with different names.
+    #[derive(Debug, Clone)]
+    struct Grammar {
+        segments: Vec<Segment>,
+        catch_all: bool,
+        trailing_slash: bool,
+    }
+
+    impl Grammar {
+        /// The path, captures named `{prefix}0`, `{prefix}1`, … (distinct) and the catch-all
+        /// `{*{prefix}rest}`; `/` when there are no segments.
+        fn render(&self, prefix: &str) -> String {
+            let mut parts: Vec<String> = self
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(n, segment)| match segment {
+                    Segment::Literal(text) => text.clone(),
+                    Segment::Capture => format!("{{{prefix}{n}}}"),
+                })
+                .collect();
+            if self.catch_all {
+                parts.push(format!("{{*{prefix}rest}}"));
+            }
+            let mut path = format!("/{}", parts.join("/"));
+            if self.trailing_slash && !self.catch_all && !path.ends_with('/') {
+                path.push('/');
+            }
+            path
+        }
+    }
+
+    fn grammar(catch_all: bool) -> impl Strategy<Value = Grammar> {
+        let segment = prop_oneof![literal().prop_map(Segment::Literal), Just(Segment::Capture)];
+        (
+            prop::collection::vec(segment, 0..6),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(move |(segments, with_rest, trailing_slash)| Grammar {
+                segments,
+                catch_all: catch_all && with_rest,
+                trailing_slash,
+            })
+    }
+
+    fn valid_path(prefix: &'static str, catch_all: bool) -> impl Strategy<Value = String> {
+        grammar(catch_all).prop_map(move |grammar| grammar.render(prefix))
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,10}"
+    }
+
+    /// A valid media type: `type/subtype` then `; name=value` parameters, the values tokens
+    /// or quoted strings.
+    fn valid_media_type() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            token(),
+            "[a-zA-Z0-9 ,/:=-]{0,10}".prop_map(|inner| format!("\"{inner}\"")),
+        ];
+        (
+            token(),
+            token(),
+            prop::collection::vec((" ?", token(), value), 0..3),
+        )
+            .prop_map(|(ty, subtype, params)| {
+                let mut media_type = format!("{ty}/{subtype}");
+                for (space, name, value) in params {
+                    media_type.push_str(&format!(";{space}{name}={value}"));
+                }
+                media_type
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn checks_never_panic(input in troublemaker(), base in troublemaker()) {
+            let _ = check_controller_path(&input);
+            let _ = check_route_path(None, &input);
+            let _ = check_route_path(Some(&base), &input);
+            let _ = check_route_path(Some("/base/{x}"), &input);
+            let _ = check_media_type(&input);
+            let _ = check_media_type(&format!("text/plain; {input}"));
+            let _ = join(Some(&base), &input);
+            let _ = join(None, &input);
+            let _ = path_shape(&input);
+        }
+
+        #[test]
+        fn accepted_paths_are_well_formed(input in troublemaker(), base in valid_path("b", false)) {
+            if let Ok(full) = check_route_path(Some(&base), &input) {
+                prop_assert_eq!(&full, &join(Some(&base), &input));
+                prop_assert!(full.starts_with('/'), "{}", full);
+                prop_assert!(!full.contains(['?', '#']), "{}", full);
+                // A full path is itself a valid route path.
+                prop_assert_eq!(check_route_path(None, &full), Ok(full.clone()));
+            }
+        }
+
+        #[test]
+        fn grammar_paths_are_accepted(base in grammar(false), route in grammar(true)) {
+            let (base_path, route_path) = (base.render("b"), route.render("r"));
+            prop_assert_eq!(check_controller_path(&base_path), Ok(()));
+            prop_assert_eq!(check_route_path(None, &route_path), Ok(route_path.clone()));
+            let full = join(Some(&base_path), &route_path);
+            prop_assert_eq!(check_route_path(Some(&base_path), &route_path), Ok(full.clone()));
+            // The shape erases capture names: renaming them keeps it.
+            let renamed = join(Some(&base.render("other_b")), &route.render("other_r"));
+            prop_assert_eq!(path_shape(&full), path_shape(&renamed));
+        }
+
+        #[test]
+        fn a_route_path_with_a_catch_all_is_no_controller_path(base in valid_path("b", true)) {
+            prop_assert_eq!(check_controller_path(&base).is_ok(), !base.contains("{*"));
+        }
+
+        #[test]
+        fn a_capture_named_twice_is_refused(base in valid_path("x", false), route in valid_path("x", true)) {
+            // Both use the names `x0`, `x1`, …: refused exactly when some name repeats.
+            let names = |path: &str| -> Vec<String> {
+                parse_path(path).unwrap().into_iter().map(|c| c.name.to_owned()).collect()
+            };
+            let base_names = names(&base);
+            let clash = names(&route).iter().any(|name| base_names.contains(name));
+            prop_assert_eq!(check_route_path(Some(&base), &route).is_err(), clash);
+        }
+
+        #[test]
+        fn grammar_media_types_are_accepted(media_type in valid_media_type()) {
+            prop_assert_eq!(check_media_type(&media_type), Ok(()));
+        }
+
+        #[test]
+        fn media_types_with_a_line_break_are_refused(
+            media_type in valid_media_type(),
+            at in any::<prop::sample::Index>(),
+            line_break in prop_oneof![Just('\r'), Just('\n'), Just('\0')],
+        ) {
+            let mut broken = media_type.clone();
+            broken.insert(at.index(media_type.len() + 1), line_break);
+            prop_assert!(check_media_type(&broken).is_err(), "{:?}", broken);
+        }
+    }
+}
