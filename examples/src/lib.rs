@@ -4,5 +4,10 @@
 //! (a fulfilment worker) produces — Spring MVC's `DeferredResult` story, on axum — and whose
 //! invoices are rendered by blocking work on a bounded executor (`WebAsyncTask`). Run it with
 //! `cargo run --release -p async-mvc-examples --bin demo`.
+//!
+//! [`soak`]: the soak test ("No leaks"): every kind of async request, many times over, with
+//! clients that leave mid-wait and mid-stream; after each round nothing may be left in flight.
+//! Run it with `cargo run --release -p async-mvc-examples --bin soak`.
 
 pub mod order_desk;
+pub mod soak;
