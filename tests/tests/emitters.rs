@@ -1563,3 +1563,49 @@ async fn an_emitter_on_a_route_without_async_support_fails_its_sends() {
     let emitter = emitters.get(0).await;
     assert!(emitter.send("x").await.unwrap_err().is_closed());
 }
+
+#[tokio::test]
+async fn sse_is_never_compressed_by_the_standard_compression_layer() {
+    // tower-http's default predicate skips `text/event-stream`: our exact content type keeps SSE
+    // uncompressed (a compressor would buffer events), while other responses are compressed.
+    let app = Router::new()
+        .route(
+            "/events",
+            route_get(|| async {
+                let emitter = SseEmitter::builder().no_heartbeat().build();
+                let _ = emitter.try_send(&"x".repeat(4096));
+                emitter.complete();
+                emitter
+            }),
+        )
+        .route("/text", route_get(|| async { "y".repeat(4096) }))
+        .async_support(AsyncConfig::new())
+        .layer(tower_http::compression::CompressionLayer::new());
+    let server = TestServer::start(app).await;
+    let http = client();
+
+    let events = http
+        .get(server.url("/events"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    assert!(events.headers().get("content-encoding").is_none());
+    assert_eq!(
+        events.text().await.unwrap(),
+        format!("data:{}\n\n", "x".repeat(4096))
+    );
+
+    let text = http
+        .get(server.url("/text"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        text.headers()["content-encoding"],
+        "gzip",
+        "the layer compresses others"
+    );
+}
