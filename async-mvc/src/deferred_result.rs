@@ -371,9 +371,16 @@ where
     E: IntoResponse + Send + 'static,
 {
     fn into_response(self) -> Response {
-        AsyncWork::response(Box::new(DeferredStart {
+        // Set before the handler returned, under an async support layer: complete right here,
+        // without the hand-off to the layer (which would give the same response).
+        if let Some(Some(response)) =
+            crate::layer::with_enclosing_manager(|manager| manager.deferred_at_once(&self.shared))
+        {
+            return response;
+        }
+        AsyncWork::response(DeferredStart {
             shared: Some(self.shared),
-        }))
+        })
     }
 }
 
@@ -389,13 +396,13 @@ where
     E: IntoResponse + Send + 'static,
 {
     fn start(
-        mut self: Box<Self>,
+        mut self,
         manager: AsyncManager,
         request: AsyncRequest,
     ) -> crate::work::ResponseFuture {
         match self.shared.take() {
             Some(shared) => manager.run_deferred(request, shared),
-            None => Box::pin(std::future::ready(AsyncError::NotSupported.into_response())),
+            None => crate::work::ResponseFuture::ready(AsyncError::NotSupported.into_response()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`AsyncSupportLayer`]: the tower middleware that hands async return values to the manager.
 
 use std::{
+    cell::Cell,
     convert::Infallible,
     future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
@@ -16,7 +17,7 @@ use http::StatusCode;
 use tower::{Layer, Service};
 
 use crate::{
-    work::{AsyncWork, ResponseFuture as AsyncResponseFuture, WrapperParts},
+    work::{AsyncWork, ResponseFuture as AsyncResponseFuture, StartAsync, WrapperParts},
     AsyncManager, AsyncRequest,
 };
 
@@ -83,28 +84,42 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let manager = match &self.manager {
-            Some(manager) => {
-                request.extensions_mut().insert(manager.clone());
-                manager.clone()
-            }
-            None => request
-                .extensions()
-                .get::<AsyncManager>()
-                .cloned()
-                .unwrap_or_else(AsyncManager::shared_default),
-        };
+    fn call(&mut self, request: Request) -> Self::Future {
         // The request head, for interceptors and logs, if the response turns out to be async.
         let head = AsyncRequest::new(request.method().clone(), request.uri().clone())
             .with_accept(request.headers().get(http::header::ACCEPT).cloned());
         ResponseFuture {
             state: State::Handler {
                 future: self.inner.call(request),
-                start: Some((manager, head)),
+                manager: self.manager.clone(),
+                request: Some(head),
             },
         }
     }
+}
+
+thread_local! {
+    /// The manager of the innermost `AsyncSupportLayer` whose handler future is being polled on
+    /// this thread: what a controller's inherited layer, nested inside it, drives its work with.
+    /// Each layer's poll moves its manager in and back out, so this costs no clone.
+    static ENCLOSING: Cell<Option<AsyncManager>> = const { Cell::new(None) };
+}
+
+/// The manager for work found by an inherited layer: the enclosing layer's, else the shared
+/// default.
+fn enclosing_manager() -> AsyncManager {
+    with_enclosing_manager(AsyncManager::clone).unwrap_or_else(AsyncManager::shared_default)
+}
+
+/// Runs `f` with the manager of the innermost explicit `AsyncSupportLayer` whose handler future
+/// is being polled on this thread; `None` outside one (or inside `f` itself).
+pub(crate) fn with_enclosing_manager<R>(f: impl FnOnce(&AsyncManager) -> R) -> Option<R> {
+    ENCLOSING.with(|enclosing| {
+        let manager = enclosing.take()?;
+        let result = f(&manager);
+        enclosing.set(Some(manager));
+        Some(result)
+    })
 }
 
 pin_project_lite::pin_project! {
@@ -118,7 +133,13 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Handler { #[pin] future: F, start: Option<(AsyncManager, AsyncRequest)> },
+        Handler {
+            #[pin]
+            future: F,
+            // `None` for an inherited layer.
+            manager: Option<AsyncManager>,
+            request: Option<AsyncRequest>,
+        },
         Async { future: AsyncResponseFuture, parts: Option<WrapperParts> },
     }
 }
@@ -133,37 +154,51 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Handler { future, start } => {
+                StateProj::Handler {
+                    future,
+                    manager,
+                    request,
+                } => {
+                    // An explicit layer lends its manager to the inherited layers inside it.
+                    let lent = manager.is_some();
+                    let outer = lent.then(|| ENCLOSING.replace(manager.take()));
                     let polled = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+                    if let Some(outer) = outer {
+                        *manager = ENCLOSING.replace(outer);
+                    }
                     let Ok(mut response) =
                         ready!(polled.unwrap_or_else(|_| Poll::Ready(panicked())));
-                    let (Some((work, parts)), Some((manager, request))) =
-                        (AsyncWork::take(&mut response), start.take())
+                    let (Some((work, parts)), Some(request)) =
+                        (AsyncWork::take(&mut response), request.take())
                     else {
                         return Poll::Ready(Ok(response));
                     };
-                    let span = tracing::debug_span!(
-                        "async_request",
-                        method = %request.method(),
-                        path = request.path(),
-                    );
+                    let manager = manager.take().unwrap_or_else(enclosing_manager);
+                    // Checked first: with tracing's `log` feature (axum's default `tower-log`
+                    // turns it on) the macro builds the span for `log` even without a subscriber.
+                    let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+                        tracing::debug_span!(
+                            "async_request",
+                            method = %request.method(),
+                            path = request.path(),
+                        )
+                    } else {
+                        tracing::Span::none()
+                    };
                     let future = span.in_scope(|| {
                         tracing::debug!("async processing started");
                         work.start(manager, request)
                     });
                     // A span no subscriber wants costs nothing: skip the wrapper (and its box).
-                    let future: AsyncResponseFuture = if span.is_disabled() {
+                    let future = if span.is_disabled() {
                         future
                     } else {
-                        Box::pin(tracing::Instrument::instrument(future, span))
+                        AsyncResponseFuture::waiting(tracing::Instrument::instrument(future, span))
                     };
-                    this.state.set(State::Async {
-                        future,
-                        parts: Some(parts),
-                    });
+                    this.state.set(State::Async { future, parts });
                 }
                 StateProj::Async { future, parts } => {
-                    let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
+                    let polled = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *future).poll(cx)));
                     let response = match polled {
                         Ok(Poll::Ready(response)) => response,
                         Ok(Poll::Pending) => return Poll::Pending,
@@ -272,6 +307,63 @@ mod tests {
             (status, body.as_str()),
             (StatusCode::OK, "set during on_timeout")
         );
+    }
+
+    /// A value set before the handler returned completes inside the handler's poll (no
+    /// hand-off): the same response, callbacks and counters as the general path.
+    #[tokio::test]
+    async fn a_value_set_before_return_completes_at_once_like_the_general_path() {
+        use std::sync::{Arc, Mutex};
+        let completions = Arc::new(Mutex::new(Vec::new()));
+        let manager = AsyncManager::new(AsyncConfig::new());
+        let app = {
+            let completions = Arc::clone(&completions);
+            Router::new()
+                .route(
+                    "/",
+                    get(move || {
+                        let result = DeferredResult::<String>::new();
+                        let completions = Arc::clone(&completions);
+                        result.on_completion(move || {
+                            completions.lock().expect("lock").push("on_completion");
+                        });
+                        assert!(result.set_result("early".to_owned()));
+                        std::future::ready((StatusCode::CREATED, [("x-id", "7")], result))
+                    }),
+                )
+                .async_support(manager.clone())
+        };
+        let request = axum::extract::Request::get("/")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = app.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()["x-id"], "7");
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        assert_eq!(&body[..], b"early");
+        assert_eq!(*completions.lock().expect("lock"), ["on_completion"]);
+        let metrics = manager.metrics();
+        assert_eq!((metrics.completed, metrics.in_flight), (1, 0));
+    }
+
+    /// Without the fast path's preconditions (here: an admission limit of 0), a value set
+    /// early goes through admission like any other.
+    #[tokio::test]
+    async fn a_value_set_early_is_still_admitted() {
+        let manager = AsyncManager::new(AsyncConfig::new().max_concurrent(0));
+        let app = Router::new()
+            .route(
+                "/",
+                get(|| async {
+                    let result = DeferredResult::<String>::new();
+                    result.set_result("early".to_owned());
+                    result
+                }),
+            )
+            .async_support(manager.clone());
+        let (status, _) = call(app, "/").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(manager.metrics().rejected, 1);
     }
 
     #[tokio::test]

@@ -160,8 +160,9 @@ where
                 if AsyncWork::is_async(&response) {
                     // Inside the async support layer: the permit goes with the async work, to
                     // the body of its final response.
-                    return Poll::Ready(Ok(AsyncWork::wrap(response, |work| {
-                        Box::new(WithPermit { work, permit })
+                    return Poll::Ready(Ok(AsyncWork::wrap(response, |work| WithPermit {
+                        work,
+                        permit,
                     })));
                 }
                 Poll::Ready(Ok(with_permit(response, permit)))
@@ -187,15 +188,15 @@ fn with_permit(response: Response, permit: Option<Permit>) -> Response {
 
 /// Async work whose final response holds the permit.
 struct WithPermit {
-    work: Box<dyn StartAsync>,
+    work: AsyncWork,
     permit: Option<Permit>,
 }
 
 impl StartAsync for WithPermit {
-    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
-        let WithPermit { work, permit } = *self;
-        let response = work.start(manager, request);
-        Box::pin(async move { with_permit(response.await, permit) })
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+        let WithPermit { work, permit } = self;
+        work.start(manager, request)
+            .map(move |response| with_permit(response, permit))
     }
 }
 

@@ -248,7 +248,7 @@ where
     T: IntoResponse + Send + 'static,
 {
     fn into_response(self) -> Response {
-        AsyncWork::response(Box::new(self))
+        AsyncWork::response(self)
     }
 }
 
@@ -256,7 +256,7 @@ impl<T> StartAsync for WebAsyncTask<T>
 where
     T: IntoResponse + Send + 'static,
 {
-    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
-        Box::pin(manager.run_task(request, *self))
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+        ResponseFuture::waiting(manager.run_task(request, self))
     }
 }

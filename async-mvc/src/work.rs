@@ -15,31 +15,105 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
 };
 
-use axum::{body::Body, response::Response};
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
 use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode};
 
 use crate::{AsyncError, AsyncManager, AsyncRequest};
 
-/// The future that produces an async request's response.
-pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
-
-/// An async return value waiting for its manager.
-pub(crate) trait StartAsync: Send {
-    /// Begins async processing of `request` under `manager`; the future resolves to the final
-    /// response.
-    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture;
+/// The future that produces an async request's response: already known (no allocation), or
+/// waiting.
+pub(crate) enum ResponseFuture {
+    Ready(Option<Response>),
+    Waiting(Pin<Box<dyn Future<Output = Response> + Send>>),
 }
 
-type Slot = Arc<Mutex<Option<Box<dyn StartAsync>>>>;
+impl ResponseFuture {
+    /// A response that is already known.
+    pub(crate) fn ready(response: Response) -> Self {
+        ResponseFuture::Ready(Some(response))
+    }
+
+    /// A response that `future` produces.
+    pub(crate) fn waiting(future: impl Future<Output = Response> + Send + 'static) -> Self {
+        ResponseFuture::Waiting(Box::pin(future))
+    }
+
+    /// The response, passed through `f` once it is known.
+    pub(crate) fn map(self, f: impl FnOnce(Response) -> Response + Send + 'static) -> Self {
+        match self {
+            ResponseFuture::Ready(response) => ResponseFuture::Ready(response.map(f)),
+            ResponseFuture::Waiting(future) => {
+                ResponseFuture::waiting(async move { f(future.await) })
+            }
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        match self.get_mut() {
+            // Taken only once: the layer does not poll a finished future.
+            ResponseFuture::Ready(response) => Poll::Ready(
+                response
+                    .take()
+                    .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+            ),
+            ResponseFuture::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// An async return value waiting for its manager.
+pub(crate) trait StartAsync: Send + 'static {
+    /// Begins async processing of `request` under `manager`; the future resolves to the final
+    /// response.
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture;
+}
+
+/// The shared slot behind [`AsyncWork`], type-erased; one allocation holds it and the work.
+trait Slot: Send + Sync {
+    /// Starts the work, unless a clone of the extension already took it.
+    fn start(&self, manager: AsyncManager, request: AsyncRequest) -> Option<ResponseFuture>;
+
+    /// Whether the work was taken.
+    fn is_taken(&self) -> bool;
+}
+
+impl<W: StartAsync> Slot for Mutex<Option<W>> {
+    fn start(&self, manager: AsyncManager, request: AsyncRequest) -> Option<ResponseFuture> {
+        let work = self.lock().unwrap_or_else(PoisonError::into_inner).take()?;
+        Some(work.start(manager, request))
+    }
+
+    fn is_taken(&self) -> bool {
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+}
 
 /// Response extension carrying async work from `into_response` to the middleware.
 ///
-/// `http::Extensions` needs `Clone + Sync`, hence the shared slot: whoever takes it first runs
-/// it; a clone finds it empty.
+/// `http::Extensions` needs `Clone + Sync`, hence the shared slot: whoever starts it first runs
+/// it; a clone finds it taken.
 #[derive(Clone)]
-pub(crate) struct AsyncWork(Slot);
+pub(crate) struct AsyncWork(Arc<dyn Slot>);
+
+impl StartAsync for AsyncWork {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+        self.0
+            .start(manager, request)
+            .unwrap_or_else(|| ResponseFuture::ready(AsyncError::NotSupported.into_response()))
+    }
+}
 
 /// What a wrapper set on the placeholder: applied to the final response.
 #[derive(Debug, Default)]
@@ -73,34 +147,34 @@ impl WrapperParts {
 }
 
 impl AsyncWork {
+    fn new(work: impl StartAsync) -> Self {
+        AsyncWork(Arc::new(Mutex::new(Some(work))))
+    }
+
     /// The placeholder response carrying `work`.
-    pub(crate) fn response(work: Box<dyn StartAsync>) -> Response {
+    pub(crate) fn response(work: impl StartAsync) -> Response {
         let mut response = Response::new(Body::from(crate::error::NOT_SUPPORTED));
         *response.status_mut() = AsyncError::NotSupported.status();
-        response
-            .extensions_mut()
-            .insert(AsyncWork(Arc::new(Mutex::new(Some(work)))));
+        response.extensions_mut().insert(AsyncWork::new(work));
         response
     }
 
-    fn slot(response: &Response) -> Option<&Slot> {
-        response.extensions().get::<AsyncWork>().map(|work| &work.0)
-    }
-
-    /// Removes the async work from `response`, with what a wrapper set on it.
-    pub(crate) fn take(response: &mut Response) -> Option<(Box<dyn StartAsync>, WrapperParts)> {
+    /// Removes the async work from `response`, with what a wrapper set on it (`None`: nothing).
+    pub(crate) fn take(response: &mut Response) -> Option<(AsyncWork, Option<WrapperParts>)> {
         let work = response.extensions_mut().remove::<AsyncWork>()?;
-        let work = work
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
+        if work.0.is_taken() {
+            return None;
+        }
         let status = response.status();
+        let status = (status != AsyncError::NotSupported.status()).then_some(status);
+        if status.is_none() && response.headers().is_empty() {
+            return Some((work, None));
+        }
         let parts = WrapperParts {
-            status: (status != AsyncError::NotSupported.status()).then_some(status),
+            status,
             headers: std::mem::take(response.headers_mut()),
         };
-        Some((work, parts))
+        Some((work, Some(parts)))
     }
 
     /// Sets `Content-Type: content_type` on the response unless it already has one — now for
@@ -110,28 +184,25 @@ impl AsyncWork {
         mut response: Response,
         content_type: HeaderValue,
     ) -> Response {
-        if Self::slot(&response).is_none() {
+        if !Self::is_async(&response) {
             response
                 .headers_mut()
                 .entry(CONTENT_TYPE)
                 .or_insert(content_type);
             return response;
         }
-        Self::wrap(response, |work| {
-            Box::new(WithContentType { work, content_type })
-        })
+        Self::wrap(response, |work| WithContentType { work, content_type })
     }
 
     /// If `response` carries async work, replaces it with `wrap(work)`; the response itself
     /// (status and headers a wrapper set) is kept.
-    pub(crate) fn wrap(
-        response: Response,
-        wrap: impl FnOnce(Box<dyn StartAsync>) -> Box<dyn StartAsync>,
+    pub(crate) fn wrap<W: StartAsync>(
+        mut response: Response,
+        wrap: impl FnOnce(AsyncWork) -> W,
     ) -> Response {
-        if let Some(slot) = Self::slot(&response) {
-            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(work) = slot.take() {
-                *slot = Some(wrap(work));
+        if let Some(work) = response.extensions_mut().remove::<AsyncWork>() {
+            if !work.0.is_taken() {
+                response.extensions_mut().insert(AsyncWork::new(wrap(work)));
             }
         }
         response
@@ -139,7 +210,10 @@ impl AsyncWork {
 
     /// Whether `response` carries async work not yet started.
     pub(crate) fn is_async(response: &Response) -> bool {
-        Self::slot(response).is_some()
+        response
+            .extensions()
+            .get::<AsyncWork>()
+            .is_some_and(|work| !work.0.is_taken())
     }
 }
 
@@ -151,17 +225,15 @@ impl fmt::Debug for AsyncWork {
 
 /// Async work whose final response gets a default `Content-Type`: the route's `produces`.
 struct WithContentType {
-    work: Box<dyn StartAsync>,
+    work: AsyncWork,
     content_type: HeaderValue,
 }
 
 impl StartAsync for WithContentType {
-    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
-        let WithContentType { work, content_type } = *self;
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+        let WithContentType { work, content_type } = self;
         let request = request.with_produces(Some(content_type.clone()));
-        let response = work.start(manager, request);
-        Box::pin(async move {
-            let mut response = response.await;
+        work.start(manager, request).map(move |mut response| {
             response
                 .headers_mut()
                 .entry(CONTENT_TYPE)

@@ -157,12 +157,12 @@ impl fmt::Debug for ReactiveStream {
 
 impl IntoResponse for ReactiveStream {
     fn into_response(self) -> Response {
-        AsyncWork::response(Box::new(self))
+        AsyncWork::response(self)
     }
 }
 
 impl StartAsync for ReactiveStream {
-    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
         let mode = negotiate(&request);
         let items = self.items;
         let (headers, heartbeat, frames): (
@@ -172,7 +172,7 @@ impl StartAsync for ReactiveStream {
         ) = match mode {
             Mode::Collect => {
                 let collect = WebAsyncTask::from_future(collect(items));
-                return Box::new(collect).start(manager, request);
+                return collect.start(manager, request);
             }
             Mode::Sse => (
                 sse_headers(),
@@ -222,7 +222,7 @@ impl StartAsync for ReactiveStream {
                 heartbeat,
             },
         );
-        Box::pin(std::future::ready(response))
+        ResponseFuture::ready(response)
     }
 }
 

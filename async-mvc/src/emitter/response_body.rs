@@ -256,11 +256,11 @@ impl ResponseBodyEmitter {
         headers: HeaderMap,
         heartbeat: Option<(Duration, Bytes)>,
     ) -> Response {
-        AsyncWork::response(Box::new(EmitterStart {
+        AsyncWork::response(EmitterStart {
             emitter: Some(self),
             headers,
             heartbeat,
-        }))
+        })
     }
 }
 
@@ -326,9 +326,9 @@ struct EmitterStart {
 }
 
 impl StartAsync for EmitterStart {
-    fn start(mut self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
         let Some(emitter) = self.emitter.take() else {
-            return Box::pin(std::future::ready(AsyncError::NotSupported.into_response()));
+            return ResponseFuture::ready(AsyncError::NotSupported.into_response());
         };
         let timeout = emitter.timeout.resolve(&manager);
         let response = manager.stream_response(
@@ -340,7 +340,7 @@ impl StartAsync for EmitterStart {
                 heartbeat: self.heartbeat.take(),
             },
         );
-        Box::pin(std::future::ready(response))
+        ResponseFuture::ready(response)
     }
 }
 

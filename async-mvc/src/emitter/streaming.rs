@@ -135,12 +135,12 @@ impl fmt::Debug for StreamingResponseBody {
 
 impl IntoResponse for StreamingResponseBody {
     fn into_response(self) -> Response {
-        AsyncWork::response(Box::new(self))
+        AsyncWork::response(self)
     }
 }
 
 impl StartAsync for StreamingResponseBody {
-    fn start(self: Box<Self>, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
         let (pipe, reader) = tokio::io::duplex(PIPE_BYTES);
         let task = tokio::spawn((self.writer)(BodyWriter { pipe }));
         let timeout = self.timeout.resolve(&manager);
@@ -157,7 +157,7 @@ impl StartAsync for StreamingResponseBody {
                 heartbeat: None,
             },
         );
-        Box::pin(std::future::ready(response))
+        ResponseFuture::ready(response)
     }
 }
 

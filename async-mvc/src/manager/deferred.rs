@@ -13,15 +13,13 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 
-use super::{guarded, guarded_value, AsyncManager, Pending};
+use super::{guarded, guarded_value, AsyncManager, Pending, Refused};
 use crate::work::ResponseFuture;
 use crate::{
     deferred_result::{Shared, TimeoutOutcome},
     interceptor::{concurrent_handling_started, deferred_post, hook, hook_option},
     AsyncError, AsyncRequest, DeferredResultProcessingInterceptor,
 };
-
-type Chain = Arc<[Arc<dyn DeferredResultProcessingInterceptor>]>;
 
 impl AsyncManager {
     /// Drives one returned `DeferredResult` to its response.
@@ -44,8 +42,7 @@ impl AsyncManager {
     {
         // Everything up to the wait is synchronous: a result that is already decided costs no
         // async state at all.
-        let chain = Arc::clone(&self.inner.deferred);
-        for interceptor in chain.iter() {
+        for interceptor in self.inner.deferred.iter() {
             if let Err(response) = hook("before_concurrent_handling", || {
                 interceptor.before_concurrent_handling(&request)
             }) {
@@ -57,26 +54,24 @@ impl AsyncManager {
                 return ready(response);
             }
         }
-        let pending = match Pending::admit(&self) {
+        let pending = match Pending::admit(self) {
             Ok(pending) => pending,
-            Err(refused) => {
+            Err(Refused { manager, error }) => {
                 // Refused before it started: the result expires and learns why.
                 if let Some(on_error) = shared.expire() {
-                    guarded("on_error", || on_error(&refused));
+                    guarded("on_error", || on_error(&error));
                 }
                 if let Some(on_completion) = shared.complete() {
                     guarded("on_completion", on_completion);
                 }
-                return ready(self.error_response(&refused));
+                return ready(manager.error_response(&error));
             }
         };
-        concurrent_handling_started(&self.config().interceptors, &request);
+        concurrent_handling_started(&pending.manager().config().interceptors, &request);
 
         let mut lifecycle = Lifecycle {
-            _pending: pending,
-            manager: self,
+            pending,
             shared,
-            chain,
             request,
             pre_processed: 0,
             finished: false,
@@ -90,8 +85,8 @@ impl AsyncManager {
             // Set before the handler returned: complete at once, no timer.
             return ready(lifecycle.finish_with_value(value));
         }
-        Box::pin(async move {
-            let manager = lifecycle.manager.clone();
+        ResponseFuture::waiting(async move {
+            let manager = lifecycle.manager().clone();
             let timeout = lifecycle
                 .shared
                 .effective_timeout(manager.config().default_timeout);
@@ -109,6 +104,34 @@ impl AsyncManager {
                 }
             }
         })
+    }
+
+    /// The response to a `DeferredResult` whose value was set before its handler returned,
+    /// produced at once — what [`run_deferred`](Self::run_deferred) would produce, where that is
+    /// certain without the request head: no interceptor is configured (they take the head), no
+    /// admission limit applies and no shutdown is under way. `None` otherwise, or when no value
+    /// is set; the caller then takes the general path.
+    pub(crate) fn deferred_at_once<T, E>(&self, shared: &Shared<T, E>) -> Option<Response>
+    where
+        T: IntoResponse,
+        E: IntoResponse,
+    {
+        let config = self.config();
+        let interceptors = &config.interceptors;
+        if !self.inner.deferred.is_empty()
+            || !interceptors.handler.is_empty()
+            || config.max_concurrent.is_some()
+            || self.is_shutting_down()
+        {
+            return None;
+        }
+        let value = shared.take_value()?;
+        // `on_completion` runs after the response is rendered, even if rendering panics.
+        let completion = Completion(shared);
+        let response = render(value);
+        self.count(|c| &c.completed);
+        drop(completion);
+        Some(response)
     }
 
     /// The chain of D.63: the result's own `on_timeout` and timeout result, then the
@@ -138,7 +161,7 @@ impl AsyncManager {
                 .map(IntoResponse::into_response)
                 .ok_or(AsyncError::Timeout { after }),
             TimeoutOutcome::NoResult => lifecycle
-                .chain
+                .chain()
                 .iter()
                 .find_map(|interceptor| {
                     hook_option("handle_timeout", || {
@@ -171,7 +194,7 @@ async fn wait<T, E>(shared: &Shared<T, E>, timeout: Option<Duration>) -> Option<
 
 /// A response that is already known, as the manager's future.
 fn ready(response: Response) -> ResponseFuture {
-    Box::pin(std::future::ready(response))
+    ResponseFuture::ready(response)
 }
 
 fn render<T: IntoResponse, E: IntoResponse>(value: Result<T, E>) -> Response {
@@ -181,13 +204,23 @@ fn render<T: IntoResponse, E: IntoResponse>(value: Result<T, E>) -> Response {
     }
 }
 
+/// Runs a completed result's `on_completion` when dropped.
+struct Completion<'a, T, E>(&'a Shared<T, E>);
+
+impl<T, E> Drop for Completion<'_, T, E> {
+    fn drop(&mut self) {
+        if let Some(on_completion) = self.0.complete() {
+            guarded("on_completion", on_completion);
+        }
+    }
+}
+
 /// One deferred result in flight. Dropped before [`finish`](Self::finish) means the response
 /// future was dropped: the client went away.
 struct Lifecycle<T, E> {
-    _pending: Pending,
-    manager: AsyncManager,
+    /// Counts the request in flight, and holds the manager.
+    pending: Pending,
     shared: Arc<Shared<T, E>>,
-    chain: Chain,
     request: AsyncRequest,
     /// How many interceptors' `pre_process` succeeded: those get `post_process` and
     /// `after_completion`.
@@ -196,9 +229,18 @@ struct Lifecycle<T, E> {
 }
 
 impl<T, E> Lifecycle<T, E> {
+    fn manager(&self) -> &AsyncManager {
+        self.pending.manager()
+    }
+
+    /// The manager's `DeferredResultProcessingInterceptor`s.
+    fn chain(&self) -> &[Arc<dyn DeferredResultProcessingInterceptor>] {
+        &self.manager().inner.deferred
+    }
+
     /// `pre_process` in order; the first failure's response.
     fn pre_process(&mut self) -> Option<Response> {
-        for interceptor in self.chain.iter() {
+        for interceptor in self.pending.manager().inner.deferred.iter() {
             if let Err(response) = hook("pre_process", || interceptor.pre_process(&self.request)) {
                 return Some(response);
             }
@@ -214,7 +256,7 @@ impl<T, E> Lifecycle<T, E> {
         E: IntoResponse,
     {
         let result = deferred_post(
-            &self.chain,
+            self.chain(),
             self.pre_processed,
             &self.request,
             Ok(render(value)),
@@ -225,19 +267,19 @@ impl<T, E> Lifecycle<T, E> {
     /// A result that did not come from the value (a failed hook, a timeout): `post_process`
     /// unless a hook failed, then the response.
     fn finish(self, result: Result<Response, AsyncError>) -> Response {
-        let result = if self.pre_processed < self.chain.len() {
+        let result = if self.pre_processed < self.chain().len() {
             result
         } else {
-            deferred_post(&self.chain, self.pre_processed, &self.request, result)
+            deferred_post(self.chain(), self.pre_processed, &self.request, result)
         };
         self.finish_rendered(result)
     }
 
     /// Renders the result, counts the request as completed and runs the completion hooks.
     fn finish_rendered(mut self, result: Result<Response, AsyncError>) -> Response {
-        let response = result.unwrap_or_else(|error| self.manager.error_response(&error));
+        let response = result.unwrap_or_else(|error| self.manager().error_response(&error));
         self.finished = true;
-        self.manager.count(|c| &c.completed);
+        self.manager().count(|c| &c.completed);
         tracing::debug!("async request completed");
         self.complete();
         response
@@ -245,7 +287,7 @@ impl<T, E> Lifecycle<T, E> {
 
     /// `after_completion` in reverse for those that got `pre_process`, then `on_completion`.
     fn complete(&mut self) {
-        for interceptor in self.chain[..self.pre_processed].iter().rev() {
+        for interceptor in self.chain()[..self.pre_processed].iter().rev() {
             guarded("after_completion", || {
                 interceptor.after_completion(&self.request)
             });
@@ -261,7 +303,7 @@ impl<T, E> Drop for Lifecycle<T, E> {
         if self.finished {
             return;
         }
-        self.manager.count(|c| &c.disconnected);
+        self.manager().count(|c| &c.disconnected);
         tracing::debug!(
             path = self.request.path(),
             "client disconnected from a pending async request"
@@ -270,7 +312,7 @@ impl<T, E> Drop for Lifecycle<T, E> {
         if let Some(on_error) = self.shared.expire() {
             guarded("on_error", || on_error(&error));
         }
-        for interceptor in self.chain.iter() {
+        for interceptor in self.chain().iter() {
             guarded("handle_error", || {
                 interceptor.handle_error(&self.request, &error)
             });

@@ -14,7 +14,7 @@ use std::{
     fmt,
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, OnceLock,
     },
 };
@@ -55,6 +55,9 @@ struct Inner {
     /// The configured executor, or the default one, created on first use.
     executor: OnceLock<AsyncTaskExecutor>,
     counters: Counters,
+    /// Set when a graceful shutdown begins; read on every admission, where the token's
+    /// `is_cancelled` would take its lock.
+    shutting_down: AtomicBool,
     /// Cancelled when a graceful shutdown begins: pending results and streams end.
     shutdown: CancellationToken,
     /// Cancelled when the shutdown grace period is over: running tasks time out.
@@ -109,6 +112,7 @@ impl AsyncManager {
                 executor,
                 config,
                 counters: Counters::default(),
+                shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 grace_over: CancellationToken::new(),
             }),
@@ -161,7 +165,7 @@ impl AsyncManager {
     /// Use [`shutdown_on`](Self::shutdown_on) to wire it to `axum::serve(..)
     /// .with_graceful_shutdown(..)`.
     pub fn shutdown(&self) {
-        if self.inner.shutdown.is_cancelled() {
+        if self.inner.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
         tracing::info!(
@@ -186,7 +190,7 @@ impl AsyncManager {
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutdown.is_cancelled()
+        self.inner.shutting_down.load(Ordering::Acquire)
     }
 
     /// Resolves once no async request is in flight (checked every 10 ms).
@@ -254,32 +258,46 @@ impl AsyncManager {
     }
 }
 
-/// Counts one async request as pending from admission until drop.
+/// Counts one async request as pending from admission until drop; holds its manager.
 pub(crate) struct Pending(AsyncManager);
+
+/// An async request [`Pending::admit`] refused, with its manager back.
+pub(crate) struct Refused {
+    pub(crate) manager: AsyncManager,
+    pub(crate) error: AsyncError,
+}
 
 impl Pending {
     /// Admits one more async request, unless the manager is shutting down or
     /// [`AsyncConfig::max_concurrent`] are already in flight.
-    pub(crate) fn admit(manager: &AsyncManager) -> Result<Pending, AsyncError> {
+    pub(crate) fn admit(manager: AsyncManager) -> Result<Pending, Refused> {
         if manager.is_shutting_down() {
             manager.count(|c| &c.rejected);
-            return Err(AsyncError::ShuttingDown);
+            let error = AsyncError::ShuttingDown;
+            return Err(Refused { manager, error });
         }
         let counters = &manager.inner.counters;
         let in_flight = counters.pending.fetch_add(1, Ordering::AcqRel);
-        let pending = Pending(manager.clone());
-        match manager.config().max_concurrent {
+        let pending = Pending(manager);
+        match pending.0.config().max_concurrent {
             Some(limit) if in_flight >= limit as u64 => {
+                let manager = pending.0.clone();
                 drop(pending);
                 manager.count(|c| &c.rejected);
                 tracing::warn!(limit, "async request refused: too many in flight");
-                Err(AsyncError::Overloaded {
+                let error = AsyncError::Overloaded {
                     limit,
                     retry_after: manager.config().retry_after,
-                })
+                };
+                Err(Refused { manager, error })
             }
             _ => Ok(pending),
         }
+    }
+
+    /// The manager that admitted this request.
+    pub(crate) fn manager(&self) -> &AsyncManager {
+        &self.0
     }
 }
 

@@ -10,7 +10,7 @@ use axum::{
 use bytes::Bytes;
 use http::{header::CONTENT_TYPE, HeaderMap, StatusCode};
 
-use super::{AsyncManager, Pending};
+use super::{AsyncManager, Pending, Refused};
 use crate::{
     emitter::{OnShutdown, Source, StreamBody},
     interceptor::concurrent_handling_started,
@@ -36,9 +36,9 @@ impl AsyncManager {
             .headers
             .get(CONTENT_TYPE)
             .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
-        let pending = match Pending::admit(self) {
+        let pending = match Pending::admit(self.clone()) {
             Ok(pending) => pending,
-            Err(refused) => {
+            Err(Refused { error: refused, .. }) => {
                 let mut source = spec.source;
                 source.finish(Some(&refused));
                 if sse && matches!(refused, AsyncError::ShuttingDown) {

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{guarded, guarded_value, AsyncManager, Pending};
+use super::{guarded, guarded_value, AsyncManager, Pending, Refused};
 use crate::{
     interceptor::{callable_post, callable_pre, concurrent_handling_started, hook, hook_option},
     task::{ErrorFallback, Work},
@@ -62,9 +62,9 @@ impl AsyncManager {
                 return response;
             }
         }
-        let pending = match Pending::admit(&self) {
+        let pending = match Pending::admit(self.clone()) {
             Ok(pending) => pending,
-            Err(refused) => {
+            Err(Refused { error: refused, .. }) => {
                 if let Some(on_completion) = on_completion {
                     guarded("on_completion", on_completion);
                 }

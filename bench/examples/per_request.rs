@@ -1,0 +1,84 @@
+//! Runs `N` requests to `GET /w1`, for instruction counts under `valgrind --tool=callgrind`:
+//!
+//! ```text
+//! per_request baseline|async-mvc|layer N [router|http]
+//! ```
+//!
+//! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs.
+//!
+//! `router` (the default) drives the router in process with `oneshot`; `http` serves it on
+//! 127.0.0.1 with `axum::serve` and sends the requests over one keep-alive hyper connection,
+//! both in this one thread. Run it with two values of `N`: the difference of the totals divided
+//! by the difference of `N` is the cost of one request, without the start-up.
+
+use async_mvc::{AsyncConfig, DeferredResult, RouterExt};
+use axum::{body::Body, http::Request, routing::get, Router};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let router = match args.next().as_deref() {
+        Some("baseline") => Router::new().route("/w1", get(plain)),
+        Some("layer") => Router::new()
+            .route("/w1", get(plain))
+            .async_support(AsyncConfig::new()),
+        _ => Router::new()
+            .route("/w1", get(deferred))
+            .async_support(AsyncConfig::new()),
+    };
+    let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let over_http = args.next().as_deref() == Some("http");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        if over_http {
+            http(router, n).await
+        } else {
+            in_process(router, n).await
+        }
+    })
+}
+
+/// W1's baseline handler.
+async fn plain() -> &'static str {
+    async_mvc_bench::apps::HELLO
+}
+
+/// W1's async-mvc handler.
+async fn deferred() -> DeferredResult<&'static str> {
+    let result = DeferredResult::new();
+    result.set_result(async_mvc_bench::apps::HELLO);
+    result
+}
+
+async fn in_process(router: Router, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    for _ in 0..n {
+        let request = Request::get("/w1").body(Body::empty())?;
+        let Ok(response) = router.clone().oneshot(request).await;
+        response.into_body().collect().await?;
+    }
+    Ok(())
+}
+
+async fn http(router: Router, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    for _ in 0..n {
+        let request = Request::get("/w1")
+            .header("host", "127.0.0.1")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()).into());
+        }
+        response.into_body().collect().await?;
+    }
+    Ok(())
+}
