@@ -36,8 +36,15 @@ pub(crate) fn histogram() -> Histogram<u64> {
 }
 
 /// Connects to `127.0.0.1:port` from `127.0.0.{1 + i % 4}`.
+///
+/// The source port is chosen by `connect`, not `bind` (`IP_BIND_ADDRESS_NO_PORT`): `bind` with
+/// port 0 searches for a port no socket on that address holds, TIME_WAIT ones from earlier
+/// runs included, and with tens of thousands of them each call blocks a worker thread for
+/// milliseconds — which showed up as seconds of W3 lateness, in either implementation.
 pub(crate) async fn connect(i: usize, port: u16) -> io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
+        .map_err(io::Error::from)?;
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % SOURCES as usize) as u8);
     socket.bind(SocketAddr::from((source, 0)))?;
     let stream = socket
