@@ -90,7 +90,7 @@ where
             .with_accept(request.headers().get(http::header::ACCEPT).cloned());
         ResponseFuture {
             state: State::Handler {
-                future: self.inner.call(request),
+                future: Box::pin(self.inner.call(request)),
                 manager: self.manager.clone(),
                 request: Some(head),
             },
@@ -122,26 +122,25 @@ pub(crate) fn with_enclosing_manager<R>(f: impl FnOnce(&AsyncManager) -> R) -> O
     })
 }
 
-pin_project_lite::pin_project! {
-    /// The response future of [`AsyncSupport`]: the handler's, then the async work's.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
+/// The response future of [`AsyncSupport`]: the handler's, then the async work's.
+///
+/// The handler's future is boxed so that this one stays small (about 240 bytes): it lives as
+/// long as the request is pending, long after the handler's future is done.
+pub struct ResponseFuture<F> {
+    state: State<F>,
 }
 
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Handler {
-            #[pin]
-            future: F,
-            // `None` for an inherited layer.
-            manager: Option<AsyncManager>,
-            request: Option<AsyncRequest>,
-        },
-        Async { future: AsyncResponseFuture, parts: Option<WrapperParts> },
-    }
+enum State<F> {
+    Handler {
+        future: Pin<Box<F>>,
+        /// `None` for an inherited layer.
+        manager: Option<AsyncManager>,
+        request: Option<AsyncRequest>,
+    },
+    Async {
+        future: AsyncResponseFuture,
+        parts: Option<WrapperParts>,
+    },
 }
 
 impl<F> Future for ResponseFuture<F>
@@ -151,10 +150,10 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let state = &mut self.get_mut().state;
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Handler {
+            match state {
+                State::Handler {
                     future,
                     manager,
                     request,
@@ -162,7 +161,7 @@ where
                     // An explicit layer lends its manager to the inherited layers inside it.
                     let lent = manager.is_some();
                     let outer = lent.then(|| ENCLOSING.replace(manager.take()));
-                    let polled = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+                    let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
                     if let Some(outer) = outer {
                         *manager = ENCLOSING.replace(outer);
                     }
@@ -195,9 +194,10 @@ where
                     } else {
                         AsyncResponseFuture::waiting(tracing::Instrument::instrument(future, span))
                     };
-                    this.state.set(State::Async { future, parts });
+                    // Frees the handler's finished future.
+                    *state = State::Async { future, parts };
                 }
-                StateProj::Async { future, parts } => {
+                State::Async { future, parts } => {
                     let polled = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *future).poll(cx)));
                     let response = match polled {
                         Ok(Poll::Ready(response)) => response,

@@ -69,10 +69,14 @@ impl AsyncManager {
         };
         concurrent_handling_started(&pending.manager().config().interceptors, &request);
 
+        // The head is kept for the interceptors and for debug logs; a pending request without
+        // either saves its 192 bytes.
+        let keep_head = !pending.manager().inner.deferred.is_empty()
+            || tracing::level_enabled!(tracing::Level::DEBUG);
         let mut lifecycle = Lifecycle {
             pending,
             shared,
-            request,
+            request: keep_head.then(|| Box::new(request)),
             pre_processed: 0,
             finished: false,
         };
@@ -86,20 +90,22 @@ impl AsyncManager {
             return ready(lifecycle.finish_with_value(value));
         }
         ResponseFuture::waiting(async move {
-            let manager = lifecycle.manager().clone();
             let timeout = lifecycle
                 .shared
-                .effective_timeout(manager.config().default_timeout);
+                .effective_timeout(lifecycle.manager().config().default_timeout);
             // A graceful shutdown resolves the result as its timeout would, at once.
             let waited = tokio::select! {
                 biased;
                 value = wait(&lifecycle.shared, timeout) => value,
-                () = manager.shutdown_token().cancelled() => lifecycle.shared.take_value(),
+                () = lifecycle.manager().shutdown_token().cancelled() => {
+                    lifecycle.shared.take_value()
+                }
             };
             match waited {
                 Some(value) => lifecycle.finish_with_value(value),
                 None => {
-                    let result = manager.resolve_timeout(&lifecycle, timeout.unwrap_or_default());
+                    let after = timeout.unwrap_or_default();
+                    let result = lifecycle.manager().resolve_timeout(&lifecycle, after);
                     lifecycle.finish(result)
                 }
             }
@@ -147,7 +153,7 @@ impl AsyncManager {
     {
         self.count(|c| &c.timed_out);
         tracing::debug!(
-            path = lifecycle.request.path(),
+            path = lifecycle.path(),
             timeout_ms = after.as_millis() as u64,
             "async request timed out"
         );
@@ -161,11 +167,11 @@ impl AsyncManager {
                 .map(IntoResponse::into_response)
                 .ok_or(AsyncError::Timeout { after }),
             TimeoutOutcome::NoResult => lifecycle
-                .chain()
-                .iter()
-                .find_map(|interceptor| {
-                    hook_option("handle_timeout", || {
-                        interceptor.handle_timeout(&lifecycle.request)
+                .request
+                .as_ref()
+                .and_then(|request| {
+                    lifecycle.chain().iter().find_map(|interceptor| {
+                        hook_option("handle_timeout", || interceptor.handle_timeout(request))
                     })
                 })
                 .ok_or(AsyncError::Timeout { after }),
@@ -221,7 +227,8 @@ struct Lifecycle<T, E> {
     /// Counts the request in flight, and holds the manager.
     pending: Pending,
     shared: Arc<Shared<T, E>>,
-    request: AsyncRequest,
+    /// `None` when no interceptor needs it (nor a debug log); boxed, as it is rarely needed.
+    request: Option<Box<AsyncRequest>>,
     /// How many interceptors' `pre_process` succeeded: those get `post_process` and
     /// `after_completion`.
     pre_processed: usize,
@@ -238,10 +245,26 @@ impl<T, E> Lifecycle<T, E> {
         &self.manager().inner.deferred
     }
 
+    /// The request path, for logs.
+    fn path(&self) -> &str {
+        self.request.as_deref().map_or("", AsyncRequest::path)
+    }
+
+    /// `post_process` (reverse) for those that got `pre_process`.
+    fn post_process(&self, result: Result<Response, AsyncError>) -> Result<Response, AsyncError> {
+        match &self.request {
+            Some(request) => deferred_post(self.chain(), self.pre_processed, request, result),
+            None => result,
+        }
+    }
+
     /// `pre_process` in order; the first failure's response.
     fn pre_process(&mut self) -> Option<Response> {
+        let Some(request) = &self.request else {
+            return None;
+        };
         for interceptor in self.pending.manager().inner.deferred.iter() {
-            if let Err(response) = hook("pre_process", || interceptor.pre_process(&self.request)) {
+            if let Err(response) = hook("pre_process", || interceptor.pre_process(request)) {
                 return Some(response);
             }
             self.pre_processed += 1;
@@ -255,12 +278,7 @@ impl<T, E> Lifecycle<T, E> {
         T: IntoResponse,
         E: IntoResponse,
     {
-        let result = deferred_post(
-            self.chain(),
-            self.pre_processed,
-            &self.request,
-            Ok(render(value)),
-        );
+        let result = self.post_process(Ok(render(value)));
         self.finish_rendered(result)
     }
 
@@ -270,7 +288,7 @@ impl<T, E> Lifecycle<T, E> {
         let result = if self.pre_processed < self.chain().len() {
             result
         } else {
-            deferred_post(self.chain(), self.pre_processed, &self.request, result)
+            self.post_process(result)
         };
         self.finish_rendered(result)
     }
@@ -287,10 +305,10 @@ impl<T, E> Lifecycle<T, E> {
 
     /// `after_completion` in reverse for those that got `pre_process`, then `on_completion`.
     fn complete(&mut self) {
-        for interceptor in self.chain()[..self.pre_processed].iter().rev() {
-            guarded("after_completion", || {
-                interceptor.after_completion(&self.request)
-            });
+        if let Some(request) = &self.request {
+            for interceptor in self.chain()[..self.pre_processed].iter().rev() {
+                guarded("after_completion", || interceptor.after_completion(request));
+            }
         }
         if let Some(on_completion) = self.shared.complete() {
             guarded("on_completion", on_completion);
@@ -305,17 +323,17 @@ impl<T, E> Drop for Lifecycle<T, E> {
         }
         self.manager().count(|c| &c.disconnected);
         tracing::debug!(
-            path = self.request.path(),
+            path = self.path(),
             "client disconnected from a pending async request"
         );
         let error = AsyncError::ClientDisconnected;
         if let Some(on_error) = self.shared.expire() {
             guarded("on_error", || on_error(&error));
         }
-        for interceptor in self.chain().iter() {
-            guarded("handle_error", || {
-                interceptor.handle_error(&self.request, &error)
-            });
+        if let Some(request) = &self.request {
+            for interceptor in self.chain().iter() {
+                guarded("handle_error", || interceptor.handle_error(request, &error));
+            }
         }
         self.complete();
     }

@@ -208,7 +208,7 @@ impl AsyncManager {
     /// ```no_run
     /// # async fn run(app: axum::Router, manager: async_mvc::AsyncManager) -> std::io::Result<()> {
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    /// axum::serve(listener, app)
+    /// axum::serve(listener, app.into_make_service())
     ///     .with_graceful_shutdown(manager.shutdown_on(async {
     ///         let _ = tokio::signal::ctrl_c().await;
     ///     }))

@@ -58,9 +58,10 @@ fn main() {
             let mut sink = Vec::new();
             let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
         });
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stdin_closed.await;
-        });
+        let serve =
+            axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
+                let _ = stdin_closed.await;
+            });
         if let Err(error) = serve.await {
             eprintln!("bench-server: {error}");
         }

@@ -56,7 +56,8 @@ async fn main() -> ExitCode {
         terminate_requested().await;
         tracing::info!("shutting down");
     });
-    match axum::serve(listener, desk.router())
+    // `into_make_service`: the router is prepared once, not rebuilt for every connection.
+    match axum::serve(listener, desk.router().into_make_service())
         .with_graceful_shutdown(shutdown)
         .await
     {

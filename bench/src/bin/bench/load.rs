@@ -43,8 +43,12 @@ pub(crate) fn histogram() -> Histogram<u64> {
 /// milliseconds — which showed up as seconds of W3 lateness, in either implementation.
 pub(crate) async fn connect(i: usize, port: u16) -> io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
-    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
-        .map_err(io::Error::from)?;
+    nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::IpBindAddressNoPort,
+        &true,
+    )
+    .map_err(io::Error::from)?;
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % SOURCES as usize) as u8);
     socket.bind(SocketAddr::from((source, 0)))?;
     let stream = socket
