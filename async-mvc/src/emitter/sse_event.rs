@@ -61,7 +61,11 @@ pub struct SseEvent {
 impl SseEvent {
     /// Starts building an event with several fields (Spring's `SseEmitter.event()`).
     pub fn builder() -> SseEventBuilder {
-        SseEventBuilder::default()
+        SseEventBuilder {
+            // Enough for an id, an event name and a short line of data without regrowing.
+            buf: Vec::with_capacity(128),
+            ..SseEventBuilder::default()
+        }
     }
 
     /// A data-only event (Spring's `SseEmitter.send(String)`): `data:foo\n\n` for `"foo"`.
@@ -181,7 +185,8 @@ impl SseEventBuilder {
             return self;
         }
         let id = id.into();
-        if let Some(character) = id.chars().find(|c| matches!(c, '\r' | '\n' | '\0')) {
+        if let Some(at) = memchr::memchr3(b'\r', b'\n', b'\0', id.as_bytes()) {
+            let character = char::from(id.as_bytes()[at]);
             self.error = Some(Arc::new(SseEventError::InvalidId { id, character }));
             return self;
         }
@@ -203,7 +208,8 @@ impl SseEventBuilder {
             return self;
         }
         let name = name.as_ref();
-        if let Some(character) = name.chars().find(|c| matches!(c, '\r' | '\n')) {
+        if let Some(at) = memchr::memchr2(b'\r', b'\n', name.as_bytes()) {
+            let character = char::from(name.as_bytes()[at]);
             self.error = Some(Arc::new(SseEventError::InvalidEventName {
                 name: name.to_owned(),
                 character,
@@ -376,6 +382,9 @@ fn write_field(buf: &mut Vec<u8>, name: &str, value: &str) {
 
 /// Writes one `data:` field per line of `text`.
 fn write_data(buf: &mut Vec<u8>, text: &str) {
+    // `data:` and a line break per line; one line per 64 bytes is a fair guess, and growing
+    // once more is cheap.
+    buf.reserve(text.len() + (text.len() / 64 + 1) * 6 + 1);
     for line in Lines::new(text) {
         write_field(buf, "data", line);
     }
@@ -383,6 +392,7 @@ fn write_data(buf: &mut Vec<u8>, text: &str) {
 
 /// Writes one `:` comment line per line of `text`.
 fn write_comment(buf: &mut Vec<u8>, text: &str) {
+    buf.reserve(text.len() + 3);
     for line in Lines::new(text) {
         buf.push(b':');
         buf.extend_from_slice(line.as_bytes());
@@ -407,7 +417,8 @@ impl<'a> Iterator for Lines<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.rest?;
-        match rest.find(['\r', '\n']) {
+        // CR and LF are ASCII, so the byte found is a char boundary.
+        match memchr::memchr2(b'\r', b'\n', rest.as_bytes()) {
             None => {
                 self.rest = None;
                 Some(rest)
