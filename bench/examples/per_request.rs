@@ -1,17 +1,18 @@
 //! Runs `N` requests to `GET /w1`, for instruction counts under `valgrind --tool=callgrind`:
 //!
 //! ```text
-//! per_request baseline|async-mvc|layer N [router|http]
+//! per_request baseline|async-mvc|layer|controller N [router|http]
 //! ```
 //!
-//! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs.
+//! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs;
+//! `controller` is the same plain handler as an `#[async_controller]` method.
 //!
 //! `router` (the default) drives the router in process with `oneshot`; `http` serves it on
 //! 127.0.0.1 with `axum::serve` and sends the requests over one keep-alive hyper connection,
 //! both in this one thread. Run it with two values of `N`: the difference of the totals divided
 //! by the difference of `N` is the cost of one request, without the start-up.
 
-use async_mvc::{AsyncConfig, DeferredResult, RouterExt};
+use async_mvc::prelude::*;
 use axum::{body::Body, http::Request, routing::get, Router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -20,6 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let router = match args.next().as_deref() {
         Some("baseline") => Router::new().route("/w1", get(plain)),
+        Some("controller") => Router::new()
+            .controller(Hello)
+            .async_support(AsyncConfig::new()),
         Some("layer") => Router::new()
             .route("/w1", get(plain))
             .async_support(AsyncConfig::new()),
@@ -39,6 +43,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             in_process(router, n).await
         }
     })
+}
+
+/// The plain handler as a controller method.
+struct Hello;
+
+#[async_controller]
+impl Hello {
+    #[get("/w1")]
+    fn hello(&self) -> &'static str {
+        async_mvc_bench::apps::HELLO
+    }
 }
 
 /// W1's baseline handler.
