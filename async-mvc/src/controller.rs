@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use crate::{AsyncManager, AsyncSupportLayer};
+use crate::{inherited::InheritedAsyncSupportLayer, AsyncManager, AsyncSupportLayer};
 
 /// A struct whose methods serve routes: what `#[async_controller]` implements for an `impl`
 /// block (Spring MVC's `@Controller` with `@RequestMapping` methods).
@@ -47,7 +47,7 @@ where
     fn controller<C: Controller>(self, controller: C) -> Self {
         let routes = Arc::new(controller)
             .routes::<S>()
-            .layer(AsyncSupportLayer::inherited());
+            .layer(InheritedAsyncSupportLayer);
         self.merge(routes)
     }
 

@@ -46,12 +46,6 @@ impl AsyncSupportLayer {
             manager: Some(manager.into()),
         }
     }
-
-    /// Async support by the manager of an enclosing `AsyncSupportLayer`, else
-    /// [`AsyncManager::shared_default`]. This is what controllers are registered with.
-    pub(crate) fn inherited() -> Self {
-        AsyncSupportLayer { manager: None }
-    }
 }
 
 impl<S> Layer<S> for AsyncSupportLayer {
@@ -85,17 +79,34 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        ResponseFuture::new(&mut self.inner, request, self.manager.clone())
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    /// Calls `inner` with `request`; the response is driven by `manager`, or (`None`) by the
+    /// enclosing layer's manager, else the shared default.
+    pub(crate) fn new<S>(inner: &mut S, request: Request, manager: Option<AsyncManager>) -> Self
+    where
+        S: Service<Request, Future = F>,
+    {
         // The request head, for interceptors and logs, if the response turns out to be async.
         let head = AsyncRequest::new(request.method().clone(), request.uri().clone())
             .with_accept(request.headers().get(http::header::ACCEPT).cloned());
         ResponseFuture {
             state: State::Handler {
-                future: Box::pin(self.inner.call(request)),
-                manager: self.manager.clone(),
+                future: Box::pin(inner.call(request)),
+                manager,
                 request: Some(head),
             },
         }
     }
+}
+
+/// Whether an explicit `AsyncSupportLayer` encloses the code running now (its handler future is
+/// being polled on this thread).
+pub(crate) fn is_enclosed() -> bool {
+    with_enclosing_manager(|_| ()).is_some()
 }
 
 thread_local! {

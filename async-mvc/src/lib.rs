@@ -79,6 +79,7 @@ mod deferred_result;
 mod emitter;
 mod error;
 mod executor;
+mod inherited;
 mod interceptor;
 mod layer;
 mod limit;
