@@ -1,11 +1,12 @@
 //! Runs `N` requests to `GET /w1`, for instruction counts under `valgrind --tool=callgrind`:
 //!
 //! ```text
-//! per_request baseline|async-mvc|layer|controller N [router|http]
+//! per_request baseline|async-mvc|layer|controller|w5-baseline|w5-async-mvc N [router|http]
 //! ```
 //!
 //! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs;
-//! `controller` is the same plain handler as an `#[async_controller]` method.
+//! `controller` is the same plain handler as an `#[async_controller]` method; the `w5-` modes
+//! send W5's `GET /w5` to the benchmark's own servers.
 //!
 //! `router` (the default) drives the router in process with `oneshot`; `http` serves it on
 //! 127.0.0.1 with `axum::serve` and sends the requests over one keep-alive hyper connection,
@@ -19,7 +20,17 @@ use tower::ServiceExt;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let router = match args.next().as_deref() {
+    let mode = args.next();
+    let mut path = "/w1";
+    let router = match mode.as_deref() {
+        Some("w5-baseline") => {
+            path = "/w5";
+            async_mvc_bench::apps::app(async_mvc_bench::apps::Impl::Baseline).0
+        }
+        Some("w5-async-mvc") => {
+            path = "/w5";
+            async_mvc_bench::apps::app(async_mvc_bench::apps::Impl::AsyncMvc).0
+        }
         Some("baseline") => Router::new().route("/w1", get(plain)),
         Some("controller") => Router::new()
             .controller(Hello)
@@ -38,9 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     runtime.block_on(async move {
         if over_http {
-            http(router, n).await
+            http(router, n, path).await
         } else {
-            in_process(router, n).await
+            in_process(router, n, path).await
         }
     })
 }
@@ -68,16 +79,16 @@ async fn deferred() -> DeferredResult<&'static str> {
     result
 }
 
-async fn in_process(router: Router, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+async fn in_process(router: Router, n: u64, path: &str) -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..n {
-        let request = Request::get("/w1").body(Body::empty())?;
+        let request = Request::get(path).body(Body::empty())?;
         let Ok(response) = router.clone().oneshot(request).await;
         response.into_body().collect().await?;
     }
     Ok(())
 }
 
-async fn http(router: Router, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+async fn http(router: Router, n: u64, path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -86,7 +97,7 @@ async fn http(router: Router, n: u64) -> Result<(), Box<dyn std::error::Error>> 
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     for _ in 0..n {
-        let request = Request::get("/w1")
+        let request = Request::get(path)
             .header("host", "127.0.0.1")
             .body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let response = sender.send_request(request).await?;
