@@ -161,10 +161,10 @@ impl AsyncWork {
 
     /// Removes the async work from `response`, with what a wrapper set on it (`None`: nothing).
     pub(crate) fn take(response: &mut Response) -> Option<(AsyncWork, Option<WrapperParts>)> {
+        // A clone of the extension that already started the work is not checked for here (it
+        // would cost a second lock on every async request): starting it again answers
+        // `AsyncError::NotSupported`, the placeholder's own status and text.
         let work = response.extensions_mut().remove::<AsyncWork>()?;
-        if work.0.is_taken() {
-            return None;
-        }
         let status = response.status();
         let status = (status != AsyncError::NotSupported.status()).then_some(status);
         if status.is_none() && response.headers().is_empty() {
