@@ -79,10 +79,14 @@ pub type HookResult = Result<(), Response>;
 /// Register interceptors with
 /// [`AsyncConfig::callable_interceptor`](crate::AsyncConfig::callable_interceptor) and
 /// [`AsyncConfig::deferred_result_interceptor`](crate::AsyncConfig::deferred_result_interceptor),
-/// in order. Every hook has a default that does nothing, so an interceptor implements only what it needs. A hook "throws" in Spring's
-/// terms by returning `Err(response)`: that response becomes the result. A panicking hook is
-/// contained and treated like a hook that failed with `500`; hooks with no result to give
-/// ([`after_completion`](Self::after_completion)) just log it.
+/// in order. Every hook has a default that does nothing, so an interceptor implements only what
+/// it needs. A hook "throws" in Spring's terms by returning `Err(response)`: that response
+/// becomes the result. A panicking hook is contained, logged, and treated like a hook that
+/// failed with `500`: a `handle_timeout` or `handle_error` that panics answers `500`, not the
+/// timeout or rejection `503`. Hooks with no result to give
+/// ([`after_completion`](Self::after_completion),
+/// [`AsyncHandlerInterceptor::after_concurrent_handling_started`], and `handle_error` after a
+/// client disconnect) only log it; the chain's other `after_completion` hooks still run.
 ///
 /// # Order (Spring's checklist C.40–C.52, D.60–D.64, E.71–E.75)
 ///
@@ -145,14 +149,15 @@ pub trait CallableProcessingInterceptor: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The task's timeout fired; `Some` supplies the response.
+    /// The task's timeout fired; `Some` supplies the response. A panic here answers `500`.
     fn handle_timeout(&self, request: &AsyncRequest) -> Option<Response> {
         let _ = request;
         None
     }
 
     /// The executor rejected the task ([`AsyncError::Rejected`]) or the client disconnected
-    /// ([`AsyncError::ClientDisconnected`]); `Some` supplies the response.
+    /// ([`AsyncError::ClientDisconnected`]); `Some` supplies the response. A panic here answers
+    /// `500` (after a disconnect, nobody receives it).
     fn handle_error(&self, request: &AsyncRequest, error: &AsyncError) -> Option<Response> {
         let _ = (request, error);
         None
@@ -192,14 +197,14 @@ pub trait DeferredResultProcessingInterceptor: Send + Sync + 'static {
     }
 
     /// The timeout fired and the result's own `on_timeout` and timeout result supplied nothing;
-    /// `Some` supplies the response.
+    /// `Some` supplies the response. A panic here answers `500` (then `post_process` sees it).
     fn handle_timeout(&self, request: &AsyncRequest) -> Option<Response> {
         let _ = request;
         None
     }
 
     /// The client disconnected while the result was pending. A notification: the result is
-    /// expired whatever the hook does.
+    /// expired whatever the hook does; a panic is logged.
     fn handle_error(&self, request: &AsyncRequest, error: &AsyncError) {
         let _ = (request, error);
     }
@@ -236,23 +241,39 @@ impl fmt::Debug for Interceptors {
     }
 }
 
-/// Runs a hook; a panic is logged and becomes `Err(500)`.
+/// Runs a hook; a panic is logged and becomes `Err(500)` (Spring: the hook threw, and the
+/// exception is the result).
 pub(crate) fn hook<R>(
     name: &'static str,
     run: impl FnOnce() -> Result<R, Response>,
 ) -> Result<R, Response> {
-    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
-        tracing::error!(hook = name, "an async interceptor panicked");
-        Err(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
+        log_panic(name, payload.as_ref());
+        Err(panic_response())
     })
 }
 
-/// Runs a hook that returns a value; a panic is logged and gives `None`.
-pub(crate) fn hook_option<R>(name: &'static str, run: impl FnOnce() -> Option<R>) -> Option<R> {
-    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
-        tracing::error!(hook = name, "an async interceptor panicked");
-        None
+/// Runs a hook that may supply the response (`handle_timeout`, `handle_error`); a panic is
+/// logged and supplies `500`, so it is the result rather than a fall-through to the next hook
+/// or the built-in timeout or rejection response.
+pub(crate) fn hook_option(
+    name: &'static str,
+    run: impl FnOnce() -> Option<Response>,
+) -> Option<Response> {
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
+        log_panic(name, payload.as_ref());
+        Some(panic_response())
     })
+}
+
+/// The response a panicking hook or result-supplying callback gives: `500`.
+pub(crate) fn panic_response() -> Response {
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+fn log_panic(name: &'static str, payload: &(dyn std::any::Any + Send)) {
+    let message = crate::manager::panic_message(payload);
+    tracing::error!(hook = name, %message, "an async interceptor panicked");
 }
 
 /// Tells every [`AsyncHandlerInterceptor`] that async processing started.

@@ -34,6 +34,8 @@ struct Recorder {
     name: &'static str,
     log: Log,
     fail: Option<&'static str>,
+    /// The hook that panics (after recording itself): `timeout`, `error` or `completion`.
+    panic: Option<&'static str>,
 }
 
 impl Recorder {
@@ -42,13 +44,24 @@ impl Recorder {
             name,
             log: log.clone(),
             fail: None,
+            panic: None,
         }
     }
     fn failing(name: &'static str, log: &Log, hook: &'static str) -> Self {
         Recorder {
-            name,
-            log: log.clone(),
             fail: Some(hook),
+            ..Recorder::new(name, log)
+        }
+    }
+    fn panicking(name: &'static str, log: &Log, hook: &'static str) -> Self {
+        Recorder {
+            panic: Some(hook),
+            ..Recorder::new(name, log)
+        }
+    }
+    fn maybe_panic(&self, hook: &'static str) {
+        if self.panic == Some(hook) {
+            panic!("{} panics in {hook}", self.name);
         }
     }
     fn record(&self, entry: String) {
@@ -79,6 +92,7 @@ impl Recorder {
     /// Logs `timeout`; supplies `202 "NAME timeout value"` if this recorder "fails" there.
     fn timeout(&self) -> Option<Response> {
         self.record("timeout".into());
+        self.maybe_panic("timeout");
         (self.fail == Some("timeout"))
             .then(|| (StatusCode::ACCEPTED, format!("{} timeout value", self.name)).into_response())
     }
@@ -107,10 +121,12 @@ impl CallableProcessingInterceptor for Recorder {
     }
     fn handle_error(&self, _: &AsyncRequest, error: &AsyncError) -> Option<Response> {
         self.record(format!("error({error})"));
+        self.maybe_panic("error");
         None
     }
     fn after_completion(&self, _: &AsyncRequest) {
         self.record("completion".into());
+        self.maybe_panic("completion");
     }
 }
 
@@ -129,9 +145,11 @@ impl DeferredResultProcessingInterceptor for Recorder {
     }
     fn handle_error(&self, _: &AsyncRequest, error: &AsyncError) {
         self.record(format!("error({error})"));
+        self.maybe_panic("error");
     }
     fn after_completion(&self, _: &AsyncRequest) {
         self.record("completion".into());
+        self.maybe_panic("completion");
     }
 }
 
@@ -780,4 +798,224 @@ async fn callable_from_a_future_runs_pre_and_post_inline() {
         log_of(&log),
         ["A.before", "A.pre", "A.post(200)", "A.completion"]
     );
+}
+
+// ---------------------------------------------------------------- panicking hooks
+
+#[tokio::test]
+async fn callable_panicking_handle_timeout_is_500_and_every_completion_runs() {
+    let log = Log::default();
+    let (app, manager) = callable_app(
+        &log,
+        Recorder::panicking("A", &log, "timeout"),
+        Recorder::failing("B", &log, "timeout"),
+        pool(2, 2),
+    );
+    let server = TestServer::start(app).await;
+    let response = client().get(server.url("/slow")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    eventually("completion", || {
+        log_of(&log).contains(&"task.on_completion".to_owned())
+    })
+    .await;
+    let log = log_of(&log);
+    // The panic is the result: B's timeout value is never asked for.
+    assert!(!log.contains(&"B.timeout".to_owned()), "{log:?}");
+    let at = log.iter().position(|e| e == "A.timeout").unwrap();
+    assert_eq!(
+        log[at..at + 4],
+        [
+            "A.timeout",
+            "B.completion",
+            "A.completion",
+            "task.on_completion"
+        ]
+    );
+    assert_eq!(manager.metrics().timed_out, 1);
+}
+
+#[tokio::test]
+async fn callable_panicking_handle_error_on_rejection_is_500() {
+    let log = Log::default();
+    let (app, manager) = callable_app(
+        &log,
+        Recorder::panicking("A", &log, "error"),
+        Recorder::new("B", &log),
+        pool(1, 0),
+    );
+    let server = TestServer::start(app).await;
+    let http = client();
+    let hold = tokio::spawn(http.get(server.url("/hold")).send());
+    eventually("the held task runs", || {
+        log_of(&log).contains(&"B.pre".to_owned())
+    })
+    .await;
+
+    let rejected = http.get(server.url("/ok")).send().await.unwrap();
+    assert_eq!(rejected.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(rejected.headers().get("retry-after").is_none());
+    let busy = "error(the async task executor is busy; retry after 1000 ms)";
+    assert_eq!(
+        log_of(&log)[5..],
+        [
+            "A.before",
+            "B.before",
+            "started /ok",
+            &format!("A.{busy}"),
+            "B.completion",
+            "A.completion",
+            "task.on_completion"
+        ]
+    );
+    assert_eq!(manager.metrics().rejected, 1);
+    hold.abort();
+}
+
+#[tokio::test]
+async fn callable_panicking_after_completion_leaves_the_response_and_the_rest_of_the_chain() {
+    let log = Log::default();
+    let (app, manager) = callable_app(
+        &log,
+        Recorder::new("A", &log),
+        Recorder::panicking("B", &log, "completion"),
+        pool(2, 2),
+    );
+    let server = TestServer::start(app).await;
+    let response = client().get(server.url("/ok")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "value");
+    eventually("completion", || {
+        log_of(&log).contains(&"task.on_completion".to_owned())
+    })
+    .await;
+    assert_eq!(
+        log_of(&log)[7..],
+        ["B.completion", "A.completion", "task.on_completion"]
+    );
+    assert_eq!(manager.metrics().in_flight, 0);
+}
+
+#[tokio::test]
+async fn deferred_panicking_handle_timeout_is_500_through_post_process() {
+    let log = Log::default();
+    let app = deferred_app(
+        &log,
+        Recorder::panicking("A", &log, "timeout"),
+        Recorder::failing("B", &log, "timeout"),
+        Duration::from_millis(50),
+    )
+    .await;
+    let response = client().get(app.server.url("/poll")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    eventually("completion", || {
+        log_of(&log).contains(&"result.on_completion".to_owned())
+    })
+    .await;
+    assert_eq!(
+        log_of(&log),
+        [
+            "A.before",
+            "B.before",
+            "started /poll",
+            "A.pre",
+            "B.pre",
+            "A.timeout",
+            "B.post(500)",
+            "A.post(500)",
+            "B.completion",
+            "A.completion",
+            "result.on_completion"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deferred_panicking_after_completion_still_runs_the_others_and_on_completion() {
+    let log = Log::default();
+    let app = deferred_app(
+        &log,
+        Recorder::panicking("A", &log, "completion"),
+        Recorder::panicking("B", &log, "completion"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let request = tokio::spawn(client().get(app.server.url("/poll")).send());
+    app.pending_result().await.set_result("done".into());
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "done");
+    eventually("completion", || {
+        log_of(&log).contains(&"result.on_completion".to_owned())
+    })
+    .await;
+    assert_eq!(
+        log_of(&log)[7..],
+        ["B.completion", "A.completion", "result.on_completion"]
+    );
+}
+
+#[tokio::test]
+async fn panicking_timeout_callbacks_are_500() {
+    let manager = AsyncManager::new(AsyncConfig::new().default_timeout(Duration::from_millis(30)));
+    let app = Router::new()
+        .route(
+            "/task",
+            get(|| async {
+                WebAsyncTask::cancellable(|token| {
+                    while !token.is_cancelled() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    "late"
+                })
+                .on_timeout(|| -> &'static str { panic!("on_timeout bug") })
+            }),
+        )
+        .route(
+            "/deferred",
+            get(|| async {
+                let result = DeferredResult::<String>::new();
+                result.on_timeout(|| panic!("on_timeout bug"));
+                result
+            }),
+        )
+        .route(
+            "/deferred-with-timeout-result",
+            get(|| async {
+                // Spring sets the timeout result in `finally`: it wins over the panic.
+                let result = DeferredResult::<String>::with_timeout_result(
+                    Duration::from_millis(30),
+                    "fallback".into(),
+                );
+                result.on_timeout(|| panic!("on_timeout bug"));
+                result
+            }),
+        )
+        .route(
+            "/supplier",
+            get(|| async {
+                DeferredResult::<String>::with_timeout_result_fn(Duration::from_millis(30), || {
+                    panic!("supplier bug")
+                })
+            }),
+        )
+        .async_support(manager.clone());
+    let server = TestServer::start(app).await;
+    let http = client();
+    for path in ["/task", "/deferred", "/supplier"] {
+        let response = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{path}"
+        );
+    }
+    let kept = http
+        .get(server.url("/deferred-with-timeout-result"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(kept.text().await.unwrap(), "fallback");
+    eventually("all settled", || manager.metrics().in_flight == 0).await;
+    assert_eq!(manager.metrics().timed_out, 4);
 }

@@ -13,11 +13,11 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 
-use super::{guarded, guarded_value, AsyncManager, Pending, Refused};
+use super::{guarded, guarded_value, AsyncManager, Panicked, Pending, Refused};
 use crate::work::ResponseFuture;
 use crate::{
     deferred_result::{Shared, TimeoutOutcome},
-    interceptor::{concurrent_handling_started, deferred_post, hook, hook_option},
+    interceptor::{concurrent_handling_started, deferred_post, hook, hook_option, panic_response},
     AsyncError, AsyncRequest, DeferredResultProcessingInterceptor,
 };
 
@@ -158,14 +158,21 @@ impl AsyncManager {
             "async request timed out"
         );
         let shared = &lifecycle.shared;
-        if let Some(on_timeout) = shared.take_on_timeout() {
-            guarded("on_timeout", on_timeout);
-        }
+        // A panicking `on_timeout` is the result (`500`) unless a value was set, by the
+        // callback itself before it panicked or by the fixed timeout result (Spring runs the
+        // callback in `try` and sets the timeout result in `finally`).
+        let on_timeout_panicked = shared
+            .take_on_timeout()
+            .is_some_and(|on_timeout| guarded_value("on_timeout", on_timeout).is_err());
         match shared.resolve_timeout() {
             TimeoutOutcome::Value(value) => Ok(render(value)),
-            TimeoutOutcome::Supplied(supplier) => guarded_value("timeout result", supplier)
-                .map(IntoResponse::into_response)
-                .ok_or(AsyncError::Timeout { after }),
+            TimeoutOutcome::Supplied(supplier) => {
+                Ok(match guarded_value("timeout result", supplier) {
+                    Ok(value) => value.into_response(),
+                    Err(Panicked) => panic_response(),
+                })
+            }
+            TimeoutOutcome::NoResult if on_timeout_panicked => Ok(panic_response()),
             TimeoutOutcome::NoResult => lifecycle
                 .request
                 .as_ref()

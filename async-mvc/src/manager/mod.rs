@@ -313,16 +313,33 @@ impl Drop for Pending {
 
 /// Runs a user callback; a panic is logged and contained to it.
 pub(crate) fn guarded(name: &'static str, callback: impl FnOnce()) {
-    if catch_unwind(AssertUnwindSafe(callback)).is_err() {
-        tracing::error!(callback = name, "an async lifecycle callback panicked");
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+        let message = panic_message(payload.as_ref());
+        tracing::error!(callback = name, %message, "an async lifecycle callback panicked");
     }
 }
 
-/// Runs a user callback that returns a value; a panic is logged and gives `None`.
-fn guarded_value<R>(name: &'static str, callback: impl FnOnce() -> R) -> Option<R> {
-    catch_unwind(AssertUnwindSafe(callback))
-        .map_err(|_| tracing::error!(callback = name, "an async lifecycle callback panicked"))
-        .ok()
+/// Runs a user callback that supplies a value (a timeout result, an `on_error` fallback); a
+/// panic is logged and gives `Err(Panicked)`, which the caller turns into a `500` result, as
+/// Spring makes a callback's exception the result.
+fn guarded_value<R>(name: &'static str, callback: impl FnOnce() -> R) -> Result<R, Panicked> {
+    catch_unwind(AssertUnwindSafe(callback)).map_err(|payload| {
+        let message = panic_message(payload.as_ref());
+        tracing::error!(callback = name, %message, "an async lifecycle callback panicked");
+        Panicked
+    })
+}
+
+/// A result-supplying callback panicked (already logged).
+struct Panicked;
+
+/// The text of a panic payload: the `&str` or `String` it carries.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 impl fmt::Debug for AsyncManager {

@@ -17,9 +17,11 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{guarded, guarded_value, AsyncManager, Pending, Refused};
+use super::{guarded, guarded_value, AsyncManager, Panicked, Pending, Refused};
 use crate::{
-    interceptor::{callable_post, callable_pre, concurrent_handling_started, hook, hook_option},
+    interceptor::{
+        callable_post, callable_pre, concurrent_handling_started, hook, hook_option, panic_response,
+    },
     task::{ErrorFallback, Work},
     AsyncError, AsyncRequest, CallableProcessingInterceptor, WebAsyncTask,
 };
@@ -141,9 +143,12 @@ impl AsyncManager {
                     "async task timed out"
                 );
                 token.cancel();
+                // A panicking `on_timeout` is the result: `500`.
                 on_timeout
-                    .and_then(|fallback| guarded_value("on_timeout", fallback))
-                    .map(IntoResponse::into_response)
+                    .map(|fallback| match guarded_value("on_timeout", fallback) {
+                        Ok(value) => value.into_response(),
+                        Err(Panicked) => panic_response(),
+                    })
                     .or_else(|| {
                         lifecycle.chain.iter().find_map(|interceptor| {
                             hook_option("handle_timeout", || interceptor.handle_timeout(&request))
@@ -215,12 +220,9 @@ async fn within<F: Future>(
 }
 
 fn panicked(payload: &(dyn Any + Send)) -> AsyncError {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    AsyncError::TaskPanicked { message }
+    AsyncError::TaskPanicked {
+        message: super::panic_message(payload),
+    }
 }
 
 /// One task in flight. Dropped before [`finish`](Self::finish) means the response future was
@@ -240,9 +242,11 @@ impl<T: IntoResponse> Lifecycle<T> {
     /// The task's own `on_error` value for `error`, rendered.
     fn fallback(&mut self, error: &AsyncError) -> Option<Response> {
         let on_error = self.on_error.take()?;
-        guarded_value("on_error", || on_error(error))
-            .flatten()
-            .map(IntoResponse::into_response)
+        match guarded_value("on_error", || on_error(error)) {
+            Ok(value) => value.map(IntoResponse::into_response),
+            // A panicking `on_error` is the result: `500`.
+            Err(Panicked) => Some(panic_response()),
+        }
     }
 }
 
