@@ -12,14 +12,15 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 
 use crate::AsyncError;
 
-/// The request an async lifecycle hook is about: its method, URI, `Accept` header and the
-/// route's `produces` media type.
+/// The request an async lifecycle hook is about: its method, URI, `Accept` header, the
+/// route's `produces` media type and the `Content-Type` already set on the response.
 #[derive(Debug, Clone)]
 pub struct AsyncRequest {
     method: Method,
     uri: Uri,
     accept: Option<HeaderValue>,
     produces: Option<HeaderValue>,
+    content_type: Option<HeaderValue>,
 }
 
 impl AsyncRequest {
@@ -30,7 +31,20 @@ impl AsyncRequest {
             uri,
             accept: None,
             produces: None,
+            content_type: None,
         }
+    }
+
+    pub(crate) fn with_content_type(mut self, content_type: Option<HeaderValue>) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// The `Content-Type` a wrapper already set on the response, as in
+    /// `([(CONTENT_TYPE, "text/event-stream")], value)`: it decides how a
+    /// [`ReactiveStream`](crate::ReactiveStream) is written, before `produces` and `Accept`.
+    pub fn content_type(&self) -> Option<&HeaderValue> {
+        self.content_type.as_ref()
     }
 
     pub(crate) fn with_accept(mut self, accept: Option<HeaderValue>) -> Self {

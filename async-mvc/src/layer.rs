@@ -184,6 +184,12 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     let manager = manager.take().unwrap_or_else(enclosing_manager);
+                    // A `Content-Type` a wrapper preset decides how the value is written
+                    // (Spring: the response entity's preset type comes first, gh-35130).
+                    let request = match parts.as_ref().and_then(WrapperParts::content_type) {
+                        Some(preset) => request.with_content_type(Some(preset.clone())),
+                        None => request,
+                    };
                     // Checked first: with tracing's `log` feature (axum's default `tower-log`
                     // turns it on) the macro builds the span for `log` even without a subscriber.
                     let span = if tracing::level_enabled!(tracing::Level::DEBUG) {

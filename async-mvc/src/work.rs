@@ -123,6 +123,11 @@ pub(crate) struct WrapperParts {
 }
 
 impl WrapperParts {
+    /// The `Content-Type` the wrapper set, if any.
+    pub(crate) fn content_type(&self) -> Option<&HeaderValue> {
+        self.headers.get(CONTENT_TYPE)
+    }
+
     pub(crate) fn apply(self, mut response: Response) -> Response {
         if let Some(status) = self.status {
             *response.status_mut() = status;
