@@ -9,6 +9,8 @@
 
 use std::{
     fmt,
+    future::{Future, IntoFuture},
+    pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Context, Poll, Waker},
     time::Duration,
@@ -58,6 +60,30 @@ use crate::{
 /// no result, the timeout result ([`with_timeout_result`](Self::with_timeout_result) or
 /// [`with_timeout_result_fn`](Self::with_timeout_result_fn)) is used; with neither, the manager's
 /// timeout response (`503 Service Unavailable` by default). Then `on_completion` runs.
+///
+/// # Testing without a server
+///
+/// Spring tests drive a `DeferredResult` directly (`getResult`, `hasResult`,
+/// `setResultHandler`); here [`result`](Self::result) peeks at the value and `.await` (the
+/// [`IntoFuture`] impl) waits for it, with no router, manager or runtime needed:
+///
+/// ```
+/// use async_mvc::DeferredResult;
+///
+/// let result = DeferredResult::<String, String>::new();
+/// assert_eq!(result.result(), None);
+///
+/// // The code under test completes it, here from another thread.
+/// let handle = result.clone();
+/// std::thread::spawn(move || handle.set_result("IBM 171.20".to_owned()));
+///
+/// // Any executor will do: the future needs no tokio runtime.
+/// let value = futures::executor::block_on(async { result.clone().await });
+/// assert_eq!(value, Some(Ok("IBM 171.20".to_owned())));
+/// // One-shot: the value was taken, and a second value is refused.
+/// assert!(result.has_result());
+/// assert!(!result.set_result("late".to_owned()));
+/// ```
 ///
 /// # Callbacks
 ///
@@ -184,6 +210,17 @@ impl<T, E> DeferredResult<T, E> {
         self.shared.lock().phase == Phase::Set
     }
 
+    /// The value or error value, if one is set and not yet taken: Spring's `getResult`, for
+    /// tests. It is cloned; the result stays as it is. `None` before `set_result`, after the
+    /// result expired, and once the manager serving it (or an `.await`) took the value.
+    pub fn result(&self) -> Option<Result<T, E>>
+    where
+        T: Clone,
+        E: Clone,
+    {
+        self.shared.lock().value.clone()
+    }
+
     /// Whether a value was set or the result expired, so that `set_result` would return
     /// `false` (Spring's `isSetOrExpired`).
     pub fn is_set_or_expired(&self) -> bool {
@@ -307,14 +344,20 @@ impl<T, E> Shared<T, E> {
     }
 
     /// The client is gone (or processing never started): expires the result and returns the
-    /// `on_error` callback to run.
+    /// `on_error` callback to run. Wakes a task awaiting the result: it gets `None`.
     pub(crate) fn expire(&self) -> Option<ErrorCallback> {
-        let mut state = self.lock();
-        if state.phase == Phase::Waiting {
-            state.phase = Phase::Expired;
+        let (on_error, waker) = {
+            let mut state = self.lock();
+            if state.phase == Phase::Waiting {
+                state.phase = Phase::Expired;
+            }
+            state.value = None;
+            (state.on_error.take(), state.waker.take())
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        state.value = None;
-        state.on_error.take()
+        on_error
     }
 
     /// Marks the request completed and returns `on_completion`. Drops every other callback,
@@ -338,6 +381,56 @@ pub(crate) enum TimeoutOutcome<T, E> {
     Supplied(Box<dyn FnOnce() -> T + Send>),
     /// Nothing: render the manager's timeout response.
     NoResult,
+}
+
+/// `.await` on a `DeferredResult`: the value or error value once one is set (`Some`), or
+/// `None` once the result expired without one (timeout with no timeout result, client gone,
+/// never served) or another taker got the value first. Meant for tests and for code that
+/// consumes a result itself; a result that is also being served by a manager goes to
+/// whichever takes it first.
+impl<T, E> IntoFuture for DeferredResult<T, E> {
+    type Output = Option<Result<T, E>>;
+    type IntoFuture = DeferredResultFuture<T, E>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        DeferredResultFuture {
+            shared: self.shared,
+        }
+    }
+}
+
+/// The future of `.await` on a [`DeferredResult`]; see its [`IntoFuture`] impl.
+#[must_use = "futures do nothing unless polled"]
+pub struct DeferredResultFuture<T, E = Response> {
+    shared: Arc<Shared<T, E>>,
+}
+
+impl<T, E> Future for DeferredResultFuture<T, E> {
+    type Output = Option<Result<T, E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.shared.lock();
+        if let Some(value) = state.value.take() {
+            return Poll::Ready(Some(value));
+        }
+        if state.phase != Phase::Waiting {
+            // Expired, or set and already taken by someone else.
+            return Poll::Ready(None);
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T, E> fmt::Debug for DeferredResultFuture<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeferredResultFuture")
+            .field("phase", &self.shared.lock().phase)
+            .finish()
+    }
 }
 
 impl<T, E> Clone for DeferredResult<T, E> {
@@ -502,6 +595,32 @@ mod tests {
         assert_eq!(Arc::strong_count(&result.shared), 2);
         let _ = result.shared.complete();
         assert_eq!(Arc::strong_count(&result.shared), 1);
+    }
+
+    #[test]
+    fn awaiting_yields_the_value_once_or_none_when_expired() {
+        let result = DeferredResult::<u32, String>::new();
+        assert_eq!(result.result(), None);
+        assert!(result.set_error_result("bad".into()));
+        assert_eq!(result.result(), Some(Err("bad".into())));
+        assert_eq!(
+            futures::executor::block_on(result.clone().into_future()),
+            Some(Err("bad".into()))
+        );
+        assert_eq!(result.result(), None, "taken");
+        assert_eq!(
+            futures::executor::block_on(result.clone().into_future()),
+            None
+        );
+
+        let expired = DeferredResult::<u32>::new();
+        let waiting = std::thread::spawn({
+            let expired = expired.clone();
+            move || futures::executor::block_on(expired.into_future()).is_none()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = expired.shared.expire();
+        assert!(waiting.join().unwrap_or(false), "woken with None");
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub mod __private;
 
 pub use config::{AsyncConfig, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 pub use controller::{Controller, RouterExt};
-pub use deferred_result::DeferredResult;
+pub use deferred_result::{DeferredResult, DeferredResultFuture};
 pub use emitter::{
     BodyWriter, EmitterBuilder, EmitterError, LastEventId, ReactiveFuture, ReactiveStream,
     ResponseBodyEmitter, SseBroadcaster, SseEmitter, SseEmitterBuilder, SseEvent, SseEventBuilder,
