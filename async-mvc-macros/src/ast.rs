@@ -7,6 +7,11 @@ use syn::{Attribute, ImplItem, Item, ItemImpl, Signature};
 use crate::attr::{self, ControllerArgs, RouteAttr, RouteKind};
 use crate::valid::Errors;
 
+/// The attribute `#[async_controller]` adds, last, to its methods that keep attributes other
+/// than docs: a route attribute that expands later on such a method was imported under another
+/// name, and says so (`expand::misplaced_route`).
+pub(crate) const CONTROLLER_MARKER: &str = "__async_mvc_controller_method";
+
 /// What `#[async_controller]` was put on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {
@@ -126,6 +131,12 @@ fn collect_routes(
             misplaced.extend(taken.into_iter().map(|(attr, _)| attr));
             continue;
         };
+        if method.attrs.iter().any(|attr| !attr.path().is_ident("doc")) {
+            let marker = syn::Ident::new(CONTROLLER_MARKER, proc_macro2::Span::call_site());
+            method
+                .attrs
+                .push(syn::parse_quote!(#[::async_mvc::__private::#marker]));
+        }
         let cfgs: Vec<Attribute> = method
             .attrs
             .iter()

@@ -7,7 +7,7 @@
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Attribute, LitStr, Meta, Token};
+use syn::{Attribute, LitStr, Meta, Token, Type};
 
 use crate::valid::Errors;
 
@@ -15,6 +15,7 @@ mod kw {
     syn::custom_keyword!(path);
     syn::custom_keyword!(method);
     syn::custom_keyword!(produces);
+    syn::custom_keyword!(state);
 }
 
 /// The HTTP methods a route can be mapped to (Spring's `RequestMethod`).
@@ -123,6 +124,10 @@ impl RouteKind {
 pub(crate) struct ControllerArgs {
     /// The base path of every route (Spring's class-level `@RequestMapping`).
     pub(crate) path: Option<LitStr>,
+    /// The router's state type (`state = AppState`): the controller's routes are a
+    /// `Router<AppState>`, so its methods may take `State<AppState>` and other extractors of
+    /// that state. `None`: routes for a router of any state.
+    pub(crate) state: Option<Type>,
 }
 
 /// One parsed route attribute.
@@ -225,15 +230,47 @@ fn first(entries: &[Entry], key: Key) -> Option<&Entry> {
     entries.iter().find(|e| e.key == key)
 }
 
-/// Parses the arguments of `#[async_controller]`: nothing, `"/base"` or `path = "/base"`.
+/// Parses the arguments of `#[async_controller]`: nothing, `"/base"` or `path = "/base"`, and
+/// `state = Type`, in any order (a plain path first).
 pub(crate) fn controller_args(tokens: TokenStream) -> syn::Result<ControllerArgs> {
-    let entries = (|input: ParseStream<'_>| parse_entries(input, &[Key::Path])).parse2(tokens)?;
-    let mut errors = Errors::default();
-    check_duplicates(&entries, &mut errors);
-    errors.into_result()?;
-    Ok(ControllerArgs {
-        path: first(&entries, Key::Path).map(|e| e.value.clone()),
-    })
+    let parse = |input: ParseStream<'_>| {
+        let mut args = ControllerArgs::default();
+        let mut errors = Errors::default();
+        let mut first = true;
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if first && lookahead.peek(LitStr) {
+                args.path = Some(input.parse()?);
+            } else if lookahead.peek(kw::path) {
+                let key: kw::path = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let value: LitStr = input.parse()?;
+                if args.path.replace(value).is_some() {
+                    errors.push(syn::Error::new(
+                        key.span,
+                        "duplicate controller path: give it once, either as the first argument or as `path = \"..\"`",
+                    ));
+                }
+            } else if lookahead.peek(kw::state) {
+                let key: kw::state = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let value: Type = input.parse()?;
+                if args.state.replace(value).is_some() {
+                    errors.push(syn::Error::new(key.span, "duplicate `state`"));
+                }
+            } else {
+                return Err(lookahead.error());
+            }
+            first = false;
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        errors.into_result()?;
+        Ok(args)
+    };
+    parse.parse2(tokens)
 }
 
 /// Parses one route attribute of the kind `kind`.
@@ -386,8 +423,16 @@ mod tests {
             controller_args(quote!(pth = "/api"))
                 .expect_err("fails")
                 .to_string(),
-            "expected string literal or `path`"
+            "expected one of: string literal, `path`, `state`"
         );
+        let args = controller_args(quote!("/notes", state = AppState)).expect("parses");
+        assert_eq!(args.path.map(|p| p.value()), Some("/notes".to_owned()));
+        assert!(args.state.is_some());
+        let args =
+            controller_args(quote!(state = crate::App<'static>, path = "/n")).expect("parses");
+        assert!(args.state.is_some() && args.path.is_some());
+        assert!(controller_args(quote!(state = A, state = B)).is_err());
+        assert!(controller_args(quote!(path = "/a", "/b")).is_err());
     }
 }
 

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, Item, ItemImpl, LitStr, ReturnType, Type};
 
-use crate::ast::{Input, Route};
+use crate::ast::{Input, Route, CONTROLLER_MARKER};
 use crate::valid::{self, Errors};
 
 /// What a macro emits: code, plus the errors to report with it.
@@ -38,13 +38,14 @@ pub(crate) fn controller(args: TokenStream, input: TokenStream) -> Output {
     let item = &input.item;
     let controller_impl = match input.impl_block() {
         Some(block) if implementable => {
+            let state = input.args.as_ref().and_then(|args| args.state.as_ref());
             let routes = if error.is_none() {
-                routes_body(&input)
+                routes_body(&input, &state_tokens(state))
             } else {
                 // Keeps `Controller` implemented, so that the errors above are the only ones.
                 quote!(::async_mvc::__private::Router::new())
             };
-            Some(controller_impl(block, routes))
+            Some(controller_impl(block, routes, state))
         }
         _ => None,
     };
@@ -55,33 +56,84 @@ pub(crate) fn controller(args: TokenStream, input: TokenStream) -> Output {
 }
 
 /// A route attribute expanded on its own: it is not on a method of an `#[async_controller]`
-/// impl (which would have removed it). Re-emits the item unchanged, with the error.
-pub(crate) fn misplaced_route(input: TokenStream) -> Output {
+/// impl (which would have removed it), or it is, under a name the controller does not know
+/// (`use async_mvc::get as get_route;`), which the marker the controller leaves on such
+/// methods tells. Re-emits the item unchanged, with the error.
+pub(crate) fn misplaced_route(name: &str, input: TokenStream) -> Output {
+    let message = if has_controller_marker(&input) {
+        valid::renamed_route(name)
+    } else {
+        valid::MISPLACED_ROUTE.to_owned()
+    };
     Output {
         tokens: input,
-        error: Some(syn::Error::new(Span::call_site(), valid::MISPLACED_ROUTE)),
+        error: Some(syn::Error::new(Span::call_site(), message)),
     }
 }
 
-fn controller_impl(block: &ItemImpl, routes: TokenStream) -> TokenStream {
+/// Whether `item`'s outer attributes include the [`CONTROLLER_MARKER`].
+fn has_controller_marker(item: &TokenStream) -> bool {
+    let mut tokens = item.clone().into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        let TokenTree::Punct(punct) = &token else {
+            // Outer attributes come first; past them, the marker can't be one.
+            return false;
+        };
+        if punct.as_char() != '#' {
+            return false;
+        }
+        let Some(TokenTree::Group(group)) = tokens.next() else {
+            return false;
+        };
+        let named = group
+            .stream()
+            .into_iter()
+            .any(|tt| matches!(&tt, TokenTree::Ident(ident) if ident == CONTROLLER_MARKER));
+        if named {
+            return true;
+        }
+    }
+    false
+}
+
+/// The state type the routes are for: the controller's `state = ..`, else the generic `__S`.
+fn state_tokens(state: Option<&Type>) -> TokenStream {
+    match state {
+        Some(state) => state.to_token_stream(),
+        None => quote!(__S),
+    }
+}
+
+fn controller_impl(block: &ItemImpl, routes: TokenStream, state: Option<&Type>) -> TokenStream {
     let self_ty = &block.self_ty;
-    quote! {
-        impl ::async_mvc::Controller for #self_ty {
-            fn routes<__S>(
-                self: ::async_mvc::__private::Arc<Self>,
-            ) -> ::async_mvc::__private::Router<__S>
+    match state {
+        Some(state) => quote! {
+            impl ::async_mvc::Controller<#state> for #self_ty {
+                fn routes(
+                    self: ::async_mvc::__private::Arc<Self>,
+                ) -> ::async_mvc::__private::Router<#state> {
+                    #routes
+                }
+            }
+        },
+        None => quote! {
+            impl<__S> ::async_mvc::Controller<__S> for #self_ty
             where
                 __S: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
             {
-                #routes
+                fn routes(
+                    self: ::async_mvc::__private::Arc<Self>,
+                ) -> ::async_mvc::__private::Router<__S> {
+                    #routes
+                }
             }
-        }
+        },
     }
 }
 
 /// The body of `Controller::routes` for valid input:
 /// `Router::new().route(path, method_router)…` with one `MethodRouter` per path.
-fn routes_body(input: &Input) -> TokenStream {
+fn routes_body(input: &Input, state: &TokenStream) -> TokenStream {
     let base = input
         .args
         .as_ref()
@@ -122,7 +174,7 @@ fn routes_body(input: &Input) -> TokenStream {
         quote! {
             .route(#path, {
                 let #methods = ::async_mvc::__private::MethodRouter::<
-                    __S,
+                    #state,
                     ::core::convert::Infallible,
                 >::new();
                 #(#registrations)*
@@ -131,24 +183,52 @@ fn routes_body(input: &Input) -> TokenStream {
         }
     });
 
-    quote! {
+    let checks = input
+        .routes
+        .iter()
+        .map(|route| extractor_checks(route, state));
+    quote! {{
+        #(#checks)*
         ::async_mvc::__private::Router::new()
             #(#route_calls)*
-    }
+    }}
+}
+
+/// One check per argument, spanned on its type, that it is an extractor for `state`: a type
+/// that is not is reported at the argument (by rustc, with what it lacks), not as an
+/// unsatisfied `Handler` bound on the whole attribute. All but the last argument must be
+/// `FromRequestParts`, as axum requires; the last may be a body extractor.
+fn extractor_checks(route: &Route, state: &TokenStream) -> TokenStream {
+    let types: Vec<&Type> = typed_args(route).collect();
+    let cfgs = &route.cfgs;
+    let checks = types.iter().enumerate().map(|(i, ty)| {
+        if i + 1 == types.len() {
+            quote_spanned!(ty.span()=>
+                #(#cfgs)*
+                let () = ::async_mvc::__private::extractor::<#ty, #state, _>();
+            )
+        } else {
+            quote_spanned!(ty.span()=>
+                #(#cfgs)*
+                let () = ::async_mvc::__private::parts_extractor::<#ty, #state>();
+            )
+        }
+    });
+    quote!(#(#checks)*)
+}
+
+/// The types of a routed method's arguments, receiver excluded.
+fn typed_args(route: &Route) -> impl Iterator<Item = &Type> {
+    route.sig.inputs.iter().filter_map(|arg| match arg {
+        FnArg::Typed(arg) => Some(&*arg.ty),
+        FnArg::Receiver(_) => None,
+    })
 }
 
 /// `{ let this = Arc::clone(&self); move |args..| async move { respond(Self::method(&this, args..)) } }`
 fn handler(route: &Route) -> TokenStream {
     let this = format_ident!("__this", span = Span::mixed_site());
-    let types: Vec<&Type> = route
-        .sig
-        .inputs
-        .iter()
-        .filter_map(|arg| match arg {
-            FnArg::Typed(arg) => Some(&*arg.ty),
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
+    let types: Vec<&Type> = typed_args(route).collect();
     let args: Vec<syn::Ident> = (0..types.len())
         .map(|i| format_ident!("__arg{}", i, span = Span::mixed_site()))
         .collect();
@@ -169,7 +249,8 @@ fn handler(route: &Route) -> TokenStream {
             quote!(#respond(#value))
         }
     };
-    quote! {{
+    // Spanned on the method's name: if the closure is no `Handler`, rustc says so there.
+    quote_spanned! {route.sig.ident.span()=> {
         let #this = ::async_mvc::__private::Arc::clone(&self);
         move |#(#args: #types),*| async move { #response }
     }}

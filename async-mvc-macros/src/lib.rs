@@ -37,6 +37,31 @@ mod valid;
 /// is dropped, and a route path `""` then maps `/api` itself. Without a path the routes are
 /// mounted as written.
 ///
+/// # State
+///
+/// `#[async_controller(path = "/notes", state = AppState)]` declares the router's state type:
+/// the controller's methods may then take `State<AppState>`, `State<Sub>` for any
+/// `Sub: FromRef<AppState>`, and any other extractor of that state, and the controller mounts
+/// on a `Router<AppState>` — before `.with_state(..)`, as axum's own routes do:
+///
+/// ```ignore
+/// #[derive(Clone)]
+/// struct AppState { db: Db }
+///
+/// #[async_controller(path = "/notes", state = AppState)]
+/// impl Notes {
+///     #[get("/{id}")]
+///     async fn one(&self, State(state): State<AppState>, Path(id): Path<u64>) -> DeferredResult<String> { /* .. */ }
+/// }
+///
+/// let app: Router = Router::new().controller(Notes).with_state(AppState { db });
+/// ```
+///
+/// Without `state`, the controller's routes fit a router of any state, and the controller's
+/// own fields are the place for what its methods share; a `State<..>` argument is then an error
+/// that says to add `state = ..`. An argument that is no extractor for the state is reported
+/// at that argument.
+///
 /// The macro emits the impl block unchanged except for the route attributes, which it removes
 /// (methods without one stay ordinary methods), and implements `async_mvc::Controller`:
 /// `Controller::routes` builds an axum `Router` with one `MethodRouter` per path, holding for
@@ -83,7 +108,7 @@ macro_rules! route_attribute {
         /// "route attributes go on methods of an `#[async_controller]` impl".
         #[proc_macro_attribute]
         pub fn $name(_args: TokenStream, input: TokenStream) -> TokenStream {
-            emit(expand::misplaced_route(input.into()))
+            emit(expand::misplaced_route(stringify!($name), input.into()))
         }
     };
 }
@@ -185,6 +210,15 @@ route_attribute! {
     /// }
     /// ```
     request_mapping
+}
+
+/// Not public API: the marker `#[async_controller]` leaves on its methods that carry other
+/// attributes, so that a route attribute it could not recognise (a renamed import) reports
+/// that, rather than "not on a controller method". Expands to the item unchanged.
+#[doc(hidden)]
+#[proc_macro_attribute]
+pub fn __async_mvc_controller_method(_args: TokenStream, input: TokenStream) -> TokenStream {
+    input
 }
 
 /// Emits a macro's output: its code, then its errors as `compile_error!`s.

@@ -40,6 +40,17 @@ impl Errors {
 pub(crate) const MISPLACED_ROUTE: &str =
     "route attributes go on methods of an `#[async_controller]` impl";
 
+/// The message of a route attribute on a controller method that the controller did not see,
+/// because it was imported under another name.
+pub(crate) fn renamed_route(name: &str) -> String {
+    format!(
+        "this is async-mvc's `#[{name}]` under another name, which `#[async_controller]` can't \
+         recognise: it finds route attributes by their names (`get`, `post`, `put`, `delete`, \
+         `patch`, `request_mapping`, bare or as `async_mvc::{name}`); write `#[{name}(..)]` or \
+         `#[async_mvc::{name}(..)]` instead of the renamed import"
+    )
+}
+
 /// Checks `input`; returns whether the item is an impl the `Controller` trait can be
 /// implemented for (an inherent impl without generics), whatever its routes look like.
 pub(crate) fn check(input: &Input, errors: &mut Errors) -> bool {
@@ -71,8 +82,12 @@ pub(crate) fn check(input: &Input, errors: &mut Errors) -> bool {
     // alternatives, not duplicates.
     let mut seen: HashMap<(String, String), Vec<Mapped<'_>>> = HashMap::new();
     let mut shapes: HashMap<(String, String), (String, &syn::Ident)> = HashMap::new();
+    let has_state = input.args.as_ref().is_some_and(|args| args.state.is_some());
     for route in &input.routes {
         check_signature(route, errors);
+        if !has_state {
+            check_no_state_extractor(route, errors);
+        }
         if let Some(produces) = &route.attr.produces {
             if let Err(message) = check_media_type(&produces.value()) {
                 errors.push(syn::Error::new(produces.span(), message));
@@ -239,6 +254,35 @@ fn check_signature(route: &Route, errors: &mut Errors) {
             )),
             _ => {}
         }
+    }
+}
+
+/// Without `state = ..`, the routes serve a router of any state, so `State<T>` can't be
+/// extracted: say how to name the state, on the argument.
+fn check_no_state_extractor(route: &Route, errors: &mut Errors) {
+    for arg in &route.sig.inputs {
+        let FnArg::Typed(arg) = arg else { continue };
+        let Type::Path(path) = &*arg.ty else { continue };
+        let Some(last) = path.path.segments.last() else {
+            continue;
+        };
+        if last.ident != "State" {
+            continue;
+        }
+        let state = match &last.arguments {
+            syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
+                args.args.to_token_stream().to_string()
+            }
+            _ => "AppState".to_owned(),
+        };
+        errors.push(syn::Error::new_spanned(
+            &arg.ty,
+            format!(
+                "`State` needs the router's state type: write \
+                 `#[async_controller(state = {state})]` on the impl block, then mount the \
+                 controller on a `Router<{state}>` (`Router::new().controller(..).with_state(..)`)"
+            ),
+        ));
     }
 }
 

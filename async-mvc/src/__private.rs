@@ -5,7 +5,24 @@ pub use axum::Router;
 pub use http::HeaderValue;
 pub use std::sync::Arc;
 
-use axum::response::{IntoResponse, Response};
+#[cfg(feature = "macros")]
+pub use async_mvc_macros::__async_mvc_controller_method;
+
+use axum::{
+    extract::{FromRequest, FromRequestParts},
+    response::{IntoResponse, Response},
+};
+
+/// Compiles only if `T` extracts from the request head with state `S`: a controller method's
+/// argument before the last. The macro spans the call on the argument's type, so a type that
+/// is no extractor is reported there.
+#[inline]
+pub fn parts_extractor<T: FromRequestParts<S>, S>() {}
+
+/// Compiles only if `T` extracts from the whole request with state `S` (a body extractor, or a
+/// head one): a controller method's last argument.
+#[inline]
+pub fn extractor<T: FromRequest<S, M>, S, M>() {}
 
 /// Renders a controller method's return value.
 #[inline]

@@ -6,16 +6,23 @@ use axum::Router;
 
 use crate::{inherited::InheritedAsyncSupportLayer, AsyncManager, AsyncSupportLayer};
 
-/// A struct whose methods serve routes: what `#[async_controller]` implements for an `impl`
-/// block (Spring MVC's `@Controller` with `@RequestMapping` methods).
+/// A struct whose methods serve routes for a router with state `S`: what `#[async_controller]`
+/// implements for an `impl` block (Spring MVC's `@Controller` with `@RequestMapping` methods).
 ///
-/// The controller is the routes' state: it is shared behind an `Arc`, and its methods take
-/// `&self`. Implementing it by hand is possible, but the macro is the intended way.
-pub trait Controller: Send + Sync + Sized + 'static {
+/// The controller itself is shared behind an `Arc`, and its methods take `&self`.
+/// `#[async_controller]` implements `Controller<S>` for every state `S`, or, with
+/// `#[async_controller(state = AppState)]`, for `AppState` only: then its methods may take
+/// `State<AppState>` (and any extractor of that state), and the controller mounts on a
+/// `Router<AppState>`. Implementing it by hand is possible, but the macro is the intended way.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a controller for a `Router<{S}>`",
+    label = "this router's state is `{S}`",
+    note = "`#[async_controller(state = AppState)]` makes a controller for a `Router<AppState>` \
+            only: mount it before `.with_state(..)`, on the router of that state"
+)]
+pub trait Controller<S>: Send + Sync + Sized + 'static {
     /// Every route of this controller, as a router to merge.
-    fn routes<S>(self: Arc<Self>) -> Router<S>
-    where
-        S: Clone + Send + Sync + 'static;
+    fn routes(self: Arc<Self>) -> Router<S>;
 }
 
 /// Extension methods on [`axum::Router`] for async-mvc.
@@ -31,7 +38,7 @@ pub trait RouterExt<S>: Sized {
     ///
     /// Like [`Router::route`], when a route conflicts with one already on the router — a
     /// programming error found at startup, never triggered by a client.
-    fn controller<C: Controller>(self, controller: C) -> Self;
+    fn controller<C: Controller<S>>(self, controller: C) -> Self;
 
     /// Gives every route added so far async support by `manager` (an [`AsyncManager`] or an
     /// [`AsyncConfig`](crate::AsyncConfig)): the Rust form of Spring's
@@ -44,9 +51,9 @@ impl<S> RouterExt<S> for Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    fn controller<C: Controller>(self, controller: C) -> Self {
+    fn controller<C: Controller<S>>(self, controller: C) -> Self {
         let routes = Arc::new(controller)
-            .routes::<S>()
+            .routes()
             .layer(InheritedAsyncSupportLayer);
         self.merge(routes)
     }

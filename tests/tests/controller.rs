@@ -418,3 +418,83 @@ fn ordinary_methods_stay_callable() {
     let shop = Shop::default();
     assert_eq!(shop.count(), 0);
 }
+
+// ---------------------------------------------------------------- state and attribute paths
+
+#[derive(Clone)]
+struct NotesState {
+    greeting: &'static str,
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone, Copy)]
+struct MaxNotes(usize);
+
+impl axum::extract::FromRef<NotesState> for MaxNotes {
+    fn from_ref(_: &NotesState) -> Self {
+        MaxNotes(2)
+    }
+}
+
+struct Notes;
+
+#[async_controller(path = "/notes", state = NotesState)]
+impl Notes {
+    #[get("/greeting")]
+    fn greeting(&self, axum::extract::State(state): axum::extract::State<NotesState>) -> String {
+        state.greeting.to_owned()
+    }
+
+    #[async_mvc::post("/")]
+    fn add(
+        &self,
+        axum::extract::State(state): axum::extract::State<NotesState>,
+        axum::extract::State(MaxNotes(max)): axum::extract::State<MaxNotes>,
+        body: String,
+    ) -> DeferredResult<(StatusCode, String)> {
+        let result = DeferredResult::new();
+        let mut notes = state.notes.lock().unwrap();
+        if notes.len() >= max {
+            result.set_result((StatusCode::INSUFFICIENT_STORAGE, "full".to_owned()));
+        } else {
+            notes.push(body);
+            result.set_result((StatusCode::CREATED, notes.len().to_string()));
+        }
+        result
+    }
+}
+
+#[tokio::test]
+async fn controller_methods_take_the_routers_state() {
+    let state = NotesState {
+        greeting: "hello from the state",
+        notes: Arc::default(),
+    };
+    let app = Router::new()
+        .controller(Notes)
+        .route("/plain", axum_get(|| async { "plain" }))
+        .async_support(AsyncConfig::new())
+        .with_state(state.clone());
+    let server = TestServer::start(app).await;
+    let http = client();
+    let greeting = http
+        .get(server.url("/notes/greeting"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(greeting.status(), StatusCode::OK);
+    assert_eq!(greeting.text().await.unwrap(), "hello from the state");
+    for (expected, body) in [(201, "1"), (201, "2"), (507, "full")] {
+        let added = http
+            .post(server.url("/notes/"))
+            .body("a note")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(added.status().as_u16(), expected);
+        assert_eq!(added.text().await.unwrap(), body);
+    }
+    assert_eq!(state.notes.lock().unwrap().len(), 2);
+    let plain = http.get(server.url("/plain")).send().await.unwrap();
+    assert_eq!(plain.text().await.unwrap(), "plain");
+}
