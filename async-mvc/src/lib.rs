@@ -84,6 +84,7 @@ mod interceptor;
 mod layer;
 mod limit;
 mod manager;
+mod serve;
 mod task;
 mod work;
 
@@ -110,6 +111,7 @@ pub use interceptor::{
 pub use layer::{AsyncSupport, AsyncSupportLayer, ResponseFuture};
 pub use limit::{AsyncLimit, AsyncLimitLayer, LimitFuture};
 pub use manager::{AsyncManager, AsyncMetrics};
+pub use serve::{serve, Serve, DEFAULT_HEADER_READ_TIMEOUT};
 pub use task::{Callable, WebAsyncTask};
 pub use tokio_util::sync::CancellationToken;
 

@@ -8,7 +8,7 @@
 use std::{
     io::{BufRead, BufReader},
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -45,8 +45,8 @@ fn in_flight(metrics: &str) -> u64 {
     json["in_flight"].as_u64().unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_answers_10000_long_polls_and_ends_1000_streams_within_the_grace_period() {
+/// Starts the demo binary on a free port; its address.
+fn start_demo() -> (Child, SocketAddr) {
     let mut demo = Command::new(env!("CARGO_BIN_EXE_demo"))
         .args(["--port", "0"])
         .env("RUST_LOG", "warn")
@@ -64,8 +64,11 @@ async fn sigterm_answers_10000_long_polls_and_ends_1000_streams_within_the_grace
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .expect("the demo prints its address");
-    let server: SocketAddr = address.parse().unwrap();
+    (demo, address.parse().unwrap())
+}
 
+/// Places order `1`.
+async fn create_order(server: SocketAddr) {
     let mut order = connect(server, 0).await;
     let body = r#"{"item":"teapot"}"#;
     let request = format!(
@@ -76,6 +79,20 @@ async fn sigterm_answers_10000_long_polls_and_ends_1000_streams_within_the_grace
     let mut created = String::new();
     order.read_to_string(&mut created).await.unwrap();
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+}
+
+fn sigterm(demo: &Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_10000_long_polls_and_ends_1000_streams_within_the_grace_period() {
+    let (mut demo, server) = start_demo();
+    create_order(server).await;
     // The fulfilment worker completes every waiting poll of the order at each step: wait until
     // it has shipped the order (its last step), so that only the shutdown answers the polls.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -112,11 +129,7 @@ async fn sigterm_answers_10000_long_polls_and_ends_1000_streams_within_the_grace
 
     // SIGTERM, then every client reads to the end of its connection.
     let signalled = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &demo.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&demo);
     let limit = GRACE + Duration::from_secs(1);
     let readers: Vec<_> = clients
         .into_iter()
@@ -179,5 +192,69 @@ async fn sigterm_answers_10000_long_polls_and_ends_1000_streams_within_the_grace
         }
         assert!(Instant::now() < exit_deadline, "the demo did not exit");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Invoice requests sent in a loop over new connections while SIGTERM arrives: every request
+/// on a connection the server accepted gets an answer — its invoice or a `503` — never a
+/// closed connection without a response; once the listener is closed, connecting is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoice_requests_racing_sigterm_are_each_answered() {
+    const CLIENTS: usize = 8;
+    /// Per client: enough to keep sending through the whole shutdown, and a bound.
+    const MAX_REQUESTS: usize = 20_000;
+    let (mut demo, server) = start_demo();
+    create_order(server).await;
+    let request =
+        "POST /api/orders/1/invoice HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            tokio::spawn(async move {
+                let (mut answered, mut unanswered) = (Vec::new(), 0_usize);
+                for _ in 0..MAX_REQUESTS {
+                    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % 4) as u8));
+                    let socket = TcpSocket::new_v4().unwrap();
+                    socket.bind(SocketAddr::new(source, 0)).unwrap();
+                    let Ok(mut stream) = socket.connect(server).await else {
+                        break; // refused: the listener is closed
+                    };
+                    let mut response = Vec::new();
+                    let exchange = async {
+                        stream.write_all(request.as_bytes()).await?;
+                        stream.read_to_end(&mut response).await
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(30), exchange).await;
+                    match response.get(..12) {
+                        Some(status) => answered.push(String::from_utf8_lossy(status).into_owned()),
+                        None => unanswered += 1,
+                    }
+                }
+                (answered, unanswered)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&demo);
+    let (mut statuses, mut unanswered) = (Vec::new(), 0);
+    for client in clients {
+        let (answered, lost) = client.await.unwrap();
+        statuses.extend(answered);
+        unanswered += lost;
+    }
+    assert_eq!(unanswered, 0, "requests closed without a response");
+    assert!(
+        statuses
+            .iter()
+            .all(|status| status == "HTTP/1.1 200" || status == "HTTP/1.1 503"),
+        "{:?}",
+        statuses
+            .iter()
+            .find(|s| *s != "HTTP/1.1 200" && *s != "HTTP/1.1 503")
+    );
+    assert!(statuses.iter().any(|status| status == "HTTP/1.1 503"));
+    let exit_deadline = Instant::now() + GRACE + Duration::from_secs(5);
+    while demo.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < exit_deadline, "the demo did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -306,6 +306,42 @@ async fn the_worker_appends_after_other_events() {
 }
 
 #[tokio::test]
+async fn next_answers_only_with_a_version_greater_than_after() {
+    let server = Server::quiet().await;
+    let id = server.create("teapot").await;
+    let ahead =
+        server.get_in_background(&format!("/api/orders/{id}/next?after=3&timeout_ms=10000"));
+    let far_ahead =
+        server.get_in_background(&format!("/api/orders/{id}/next?after=100&timeout_ms=600"));
+    server.until_waiting(2).await;
+    for (status, version) in [("paid", 2), ("packed", 3)] {
+        let event = server
+            .post_json(
+                &format!("/api/orders/{id}/events"),
+                json!({ "status": status }),
+            )
+            .await;
+        assert_eq!(json_of(event).await["version"], version);
+    }
+    // Versions 2 and 3 answer neither poll.
+    server.until_waiting(2).await;
+    assert!(!ahead.is_finished());
+    server
+        .post_json(
+            &format!("/api/orders/{id}/events"),
+            json!({ "status": "shipped" }),
+        )
+        .await;
+    let response = ahead.await.expect("poll task");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_of(response).await, order(&id, "teapot", "shipped", 4));
+    // A poll for a version the order never reaches times out, whatever happened meanwhile.
+    let response = far_ahead.await.expect("poll task");
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    server.until_waiting(0).await;
+}
+
+#[tokio::test]
 async fn next_times_out_with_304_and_forgets_the_poll() {
     let server = Server::quiet().await;
     let id = server.create("teapot").await;

@@ -56,8 +56,9 @@ async fn main() -> ExitCode {
         terminate_requested().await;
         tracing::info!("shutting down");
     });
-    // `into_make_service`: the router is prepared once, not rebuilt for every connection.
-    match axum::serve(listener, desk.router().into_make_service())
+    // `async_mvc::serve` rather than `axum::serve`: at shutdown it still answers a connection
+    // accepted (or queued) as the signal arrives, where axum's would close it unanswered.
+    match async_mvc::serve(listener, desk.router())
         .with_graceful_shutdown(shutdown)
         .await
     {

@@ -49,8 +49,9 @@ pub struct Change {
 ///
 /// A cheap `Clone` (an `Arc`): the controller and the fulfilment worker share one store. Every
 /// version change, under the store's lock so that changes reach every client in version order:
-/// - completes the order's waiting long polls; a poll that completes in any other way (timeout,
-///   client gone) removes itself through `on_completion`, so abandoned polls never pile up;
+/// - completes the order's waiting long polls whose version it passes (a poll waits for a
+///   version greater than its `after`); a poll that completes in any other way (timeout, client
+///   gone) removes itself through `on_completion`, so abandoned polls never pile up;
 /// - publishes a `status` event (id = version) to the order's [`SseBroadcaster`], which keeps
 ///   the last [`STREAM_REPLAY`] events for clients resuming with `Last-Event-ID`;
 /// - sends the order to the [feed](Self::changes).
@@ -68,7 +69,14 @@ struct Inner {
     last_waiter: u64,
     orders: HashMap<String, Entry>,
     /// Order id → waiter id → the waiting poll.
-    waiters: HashMap<String, HashMap<u64, OrderPoll>>,
+    waiters: HashMap<String, HashMap<u64, Waiter>>,
+}
+
+/// A long poll waiting for a version of an order greater than `after`.
+#[derive(Debug)]
+struct Waiter {
+    after: u64,
+    poll: OrderPoll,
 }
 
 /// An order with what follows it.
@@ -187,15 +195,26 @@ impl OrderStore {
             // Published under the lock: two changes of one order reach clients in order.
             let streamed = self.publish(&entry.stream, &order);
             entry.prune();
-            (
-                order,
-                inner.waiters.remove(id).unwrap_or_default(),
-                streamed,
-            )
+            // Only the polls this version answers: one waiting for a later version (`after`
+            // ahead of the order) keeps waiting.
+            let mut answered = Vec::new();
+            if let Some(waiters) = inner.waiters.get_mut(id) {
+                waiters.retain(|_, waiter| {
+                    let passed = order.version > waiter.after;
+                    if passed {
+                        answered.push(waiter.poll.clone());
+                    }
+                    !passed
+                });
+                if waiters.is_empty() {
+                    inner.waiters.remove(id);
+                }
+            }
+            (order, answered, streamed)
         };
         // Completed outside the lock: the polls' `on_completion` takes it again.
         let completed = waiting
-            .into_values()
+            .into_iter()
             .filter(|poll| poll.set_result(Json(order.clone()).into_response()))
             .count();
         tracing::info!(
@@ -232,11 +251,13 @@ impl OrderStore {
         }
         inner.last_waiter += 1;
         let waiter = inner.last_waiter;
-        inner
-            .waiters
-            .entry(id.to_owned())
-            .or_default()
-            .insert(waiter, poll.clone());
+        inner.waiters.entry(id.to_owned()).or_default().insert(
+            waiter,
+            Waiter {
+                after,
+                poll: poll.clone(),
+            },
+        );
         drop(inner);
         // Registered before the handler returns, so it runs however the poll ends.
         let store = Arc::downgrade(&self.inner);
@@ -317,7 +338,11 @@ impl OrderStore {
         waiting
             .into_values()
             .flat_map(HashMap::into_values)
-            .filter(|poll| poll.set_result(StatusCode::NOT_MODIFIED.into_response()))
+            .filter(|waiter| {
+                waiter
+                    .poll
+                    .set_result(StatusCode::NOT_MODIFIED.into_response())
+            })
             .count()
     }
 
@@ -390,6 +415,24 @@ mod tests {
 
         store.append(&order.id, "paid".to_owned());
         assert!(waiting.is_some_and(|poll| poll.has_result()));
+        assert_eq!(store.waiting(), 0);
+    }
+
+    #[test]
+    fn a_poll_ahead_of_the_order_waits_for_a_version_past_its_own() {
+        let store = OrderStore::new();
+        let order = store.create("tea".to_owned());
+        let ahead = store.watch(&order.id, 3, Duration::from_secs(1));
+        let current = store.watch(&order.id, 1, Duration::from_secs(1));
+        assert_eq!(store.waiting(), 2);
+        store.append(&order.id, "paid".to_owned()); // version 2
+        assert!(current.is_some_and(|poll| poll.has_result()));
+        assert!(ahead.as_ref().is_some_and(|poll| !poll.has_result()));
+        assert_eq!(store.waiting(), 1);
+        store.append(&order.id, "packed".to_owned()); // version 3: still not past 3
+        assert!(ahead.as_ref().is_some_and(|poll| !poll.has_result()));
+        store.append(&order.id, "shipped".to_owned()); // version 4
+        assert!(ahead.is_some_and(|poll| poll.has_result()));
         assert_eq!(store.waiting(), 0);
     }
 
