@@ -187,9 +187,11 @@ impl<T> WebAsyncTask<T> {
     }
 
     /// When the task fails — it panicked ([`AsyncError::TaskPanicked`]), the executor rejected
-    /// it ([`AsyncError::Rejected`]) or the client disconnected
+    /// it ([`AsyncError::Rejected`]), the manager refused it before it started
+    /// ([`AsyncError::ShuttingDown`], [`AsyncError::Overloaded`]) or the client disconnected
     /// ([`AsyncError::ClientDisconnected`]): `Some` is the value to send instead of the error
-    /// (ignored when the client is gone). Asked before any interceptor.
+    /// (ignored when the client is gone). Asked before any interceptor; a panic here answers
+    /// `500`.
     pub fn on_error<F>(mut self, fallback: F) -> Self
     where
         F: FnOnce(&AsyncError) -> Option<T> + Send + 'static,

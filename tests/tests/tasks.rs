@@ -418,3 +418,43 @@ async fn client_disconnect_cancels_the_task_and_runs_on_error_then_on_completion
     let metrics = manager.metrics();
     assert_eq!((metrics.in_flight, metrics.disconnected), (0, 1));
 }
+
+#[tokio::test]
+async fn a_task_refused_at_shutdown_tells_on_error_which_may_answer() {
+    let manager = AsyncManager::new(AsyncConfig::new());
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let app = Router::new()
+        .route(
+            "/task",
+            get({
+                let seen = seen.clone();
+                move || {
+                    let (on_error, on_done) = (seen.clone(), seen.clone());
+                    async move {
+                        WebAsyncTask::new(|| "ran")
+                            .on_error(move |error| {
+                                on_error.lock().unwrap().push(format!("on_error: {error}"));
+                                Some("closed for the night")
+                            })
+                            .on_completion(move || {
+                                on_done.lock().unwrap().push("on_completion".into())
+                            })
+                    }
+                }
+            }),
+        )
+        .async_support(manager.clone());
+    let server = TestServer::start(app).await;
+    manager.shutdown();
+    let response = client().get(server.url("/task")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "closed for the night");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "on_error: the server is shutting down".to_owned(),
+            "on_completion".to_owned()
+        ]
+    );
+    assert_eq!(manager.metrics().rejected, 1);
+}

@@ -67,10 +67,18 @@ impl AsyncManager {
         let pending = match Pending::admit(self.clone()) {
             Ok(pending) => pending,
             Err(Refused { error: refused, .. }) => {
+                // Refused before it started (shutting down, too many in flight): `on_error`
+                // learns why and may answer instead, as for a full executor.
+                let fallback = on_error.and_then(|on_error| {
+                    match guarded_value("on_error", || on_error(&refused)) {
+                        Ok(value) => value.map(IntoResponse::into_response),
+                        Err(Panicked) => Some(panic_response()),
+                    }
+                });
                 if let Some(on_completion) = on_completion {
                     guarded("on_completion", on_completion);
                 }
-                return self.error_response(&refused);
+                return fallback.unwrap_or_else(|| self.error_response(&refused));
             }
         };
         concurrent_handling_started(&self.config().interceptors, &request);

@@ -1,8 +1,14 @@
 //! [`OrdersController`]: the JSON API under `/api`.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
-use async_mvc::{prelude::*, LastEventId, ReactiveStream, SseEmitter};
+use async_mvc::{prelude::*, AsyncError, LastEventId, ReactiveStream, SseEmitter};
 use axum::{
     extract::{Path, Query},
     http::{
@@ -204,7 +210,12 @@ impl OrdersController {
         let order = self.store.get(&id).ok_or(ApiError::NotFound(id))?;
         let rounds = self.invoice_hash_rounds;
         let timeout = self.invoice_timeout;
-        let (timed_out_id, completed_id) = (order.id.clone(), order.id.clone());
+        let (timed_out_id, failed_id, completed_id) =
+            (order.id.clone(), order.id.clone(), order.id.clone());
+        // Set by `on_error` when the task was refused (the pool full, the server shutting
+        // down): `on_completion` then logs nothing, the rejection is logged already.
+        let rejected = Arc::new(AtomicBool::new(false));
+        let refused = Arc::clone(&rejected);
         let started = Instant::now();
         let task = InvoiceTask::cancellable(move |cancelled| {
             Invoice::render(&order, rounds, || cancelled.is_cancelled())
@@ -219,7 +230,24 @@ impl OrdersController {
                 timeout.as_millis()
             )))
         })
+        .on_error(move |error| {
+            match error {
+                AsyncError::Rejected { .. }
+                | AsyncError::Overloaded { .. }
+                | AsyncError::ShuttingDown => {
+                    refused.store(true, Ordering::Relaxed);
+                    tracing::warn!(id = %failed_id, reason = %error, "invoice request rejected");
+                }
+                other => tracing::warn!(id = %failed_id, error = %other, "invoice request failed"),
+            }
+            // The library's answer stands: `503` + `Retry-After`, `500`, or nothing for a
+            // client that is gone.
+            None
+        })
         .on_completion(move || {
+            if rejected.load(Ordering::Relaxed) {
+                return;
+            }
             tracing::info!(
                 id = %completed_id,
                 elapsed_ms = started.elapsed().as_millis() as u64,
