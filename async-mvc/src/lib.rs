@@ -16,10 +16,38 @@
 //! | `SseEmitter`, `SseEmitter.event()` | [`SseEmitter`], [`SseEvent::builder`] (+ heartbeat, [`LastEventId`]) |
 //! | — (beyond Spring) | [`SseBroadcaster`]: fan-out with replay after `Last-Event-ID` |
 //! | `StreamingResponseBody` | [`StreamingResponseBody`] (writes to a tokio `AsyncWrite`) |
-//! | `Flux<T>`, `Mono<T>` return values | [`ReactiveStream`] (SSE, NDJSON or JSON array by `Accept`), [`ReactiveFuture`] |
+//! | `Flux<T>`, `Mono<T>` return values | [`ReactiveStream`] (SSE, NDJSON, text or a JSON array, negotiated), [`ReactiveFuture`] |
+//! | `Flux<ServerSentEvent<T>>` | [`ReactiveStream::events`] |
 //! | `WebAsyncManager` | [`AsyncManager`] |
 //! | `AsyncSupportConfigurer` | [`AsyncConfig`] |
 //! | `AsyncRequestTimeoutException` | [`AsyncError::Timeout`] (`503`) |
+//!
+//! # Which type do I return?
+//!
+//! For someone who does not know Spring, one line each, with the axum-native alternative:
+//!
+//! - [`DeferredResult`]: someone else answers later — another request, a worker, a message —
+//!   as in long polling; keep a clone and call [`set_result`](DeferredResult::set_result).
+//!   (axum: a `oneshot` channel and a timeout, by hand.)
+//! - [`Callable`]: blocking work (CPU, a blocking client) on the bounded
+//!   [`AsyncTaskExecutor`], `503` + `Retry-After` when it is full. (axum:
+//!   `tokio::task::spawn_blocking`, unbounded.)
+//! - [`WebAsyncTask`]: the same with its own timeout, executor and callbacks.
+//! - [`ReactiveFuture`]: one async value under the manager's timeout and counters. (axum: an
+//!   `async fn` handler, with neither.)
+//! - [`ReactiveStream`]: a stream of values written as SSE, NDJSON, text or a JSON array by
+//!   the preset `Content-Type`, `produces` or `Accept`; [`ReactiveStream::events`] for ready-made
+//!   SSE events. (axum: [`Sse`](axum::response::sse::Sse), or `Body::from_stream`.)
+//! - [`SseEmitter`]: push SSE events from anywhere, with heartbeat and [`LastEventId`].
+//!   (axum: `Sse` over a channel you manage.)
+//! - [`SseBroadcaster`]: one event to many clients, encoded once, with replay after
+//!   `Last-Event-ID`. (axum: a `broadcast` channel and `Sse`, no replay.)
+//! - [`ResponseBodyEmitter`]: push raw chunks in any format, with backpressure. (axum:
+//!   `Body::from_stream` over a channel.)
+//! - [`StreamingResponseBody`]: write a large body to an `AsyncWrite`, e.g. a download.
+//!   (axum: `Body::from_stream` over a `ReaderStream`.)
+//!
+//! Serve the router with [`serve`] (or `axum::serve(listener, app.into_make_service())`).
 //!
 //! # Example
 //!
