@@ -929,6 +929,24 @@ async fn the_stream_resumes_after_last_event_id() {
 }
 
 #[tokio::test]
+async fn the_stream_replays_the_buffer_for_a_future_or_non_numeric_last_event_id() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let id = server.create("teapot").await;
+        server.post_status(&id, "paid").await;
+        let history = [
+            status_event(&id, "teapot", "placed", 1),
+            status_event(&id, "teapot", "paid", 2),
+        ];
+        for last in ["99", "abc", "-1", ""] {
+            let mut stream = server.stream(&id, Some(last)).await;
+            assert_eq!(stream.events(2).await, history, "Last-Event-ID: {last:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_stream_of_an_unknown_order_is_404() {
     bounded(async {
         let server = Server::quiet().await;
@@ -1035,6 +1053,39 @@ async fn the_ndjson_feed_streams_changes_made_after_connecting() {
                 order(&id, "cups", "packed", 2),
             ]
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_feed_streams_sse_for_an_event_stream_accept_and_a_snapshot_for_any_other() {
+    bounded(async {
+        let server = Server::quiet().await;
+        let id = server.create("teapot").await;
+        let response = server.feed(Some("text/event-stream")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE].to_str().ok(),
+            Some("text/event-stream")
+        );
+        let mut feed = RawStream::new(response);
+        server.post_status(&id, "paid").await;
+        let paid = serde_json::to_string(&order(&id, "teapot", "paid", 2)).unwrap();
+        assert_eq!(feed.events(1).await, [format!("data:{paid}\n\n")]);
+
+        for accept in ["*/*", "text/plain", "text/html"] {
+            let response = server.feed(Some(accept)).await;
+            assert_eq!(
+                response.headers()[CONTENT_TYPE].to_str().ok(),
+                Some("application/json"),
+                "{accept}"
+            );
+            assert_eq!(
+                json_of(response).await,
+                json!([order(&id, "teapot", "paid", 2)]),
+                "{accept}"
+            );
+        }
     })
     .await;
 }
