@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use syn::{Attribute, ImplItem, Item, ItemImpl, Signature};
 
 use crate::attr::{self, ControllerArgs, RouteAttr, RouteKind};
-use crate::valid::Errors;
+use crate::errors::Errors;
 
 /// The attribute `#[async_controller]` adds, last, to its methods that keep attributes other
 /// than docs: a route attribute that expands later on such a method was imported under another

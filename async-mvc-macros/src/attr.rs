@@ -9,7 +9,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Attribute, LitStr, Meta, Token, Type};
 
-use crate::valid::Errors;
+use crate::errors::Errors;
 
 mod kw {
     syn::custom_keyword!(path);

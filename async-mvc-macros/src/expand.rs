@@ -7,7 +7,8 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Item, ItemImpl, LitStr, ReturnType, Type};
 
 use crate::ast::{Input, Route, CONTROLLER_MARKER};
-use crate::valid::{self, Errors};
+use crate::errors::{self, Errors};
+use crate::path;
 
 /// What a macro emits: code, plus the errors to report with it.
 #[derive(Debug)]
@@ -32,7 +33,7 @@ pub(crate) fn controller(args: TokenStream, input: TokenStream) -> Output {
     };
     let mut errors = Errors::default();
     let input = Input::new(args, item, &mut errors);
-    let implementable = valid::check(&input, &mut errors);
+    let implementable = input.validate(&mut errors);
     let error = errors.finish();
 
     let item = &input.item;
@@ -61,9 +62,9 @@ pub(crate) fn controller(args: TokenStream, input: TokenStream) -> Output {
 /// methods tells. Re-emits the item unchanged, with the error.
 pub(crate) fn misplaced_route(name: &str, input: TokenStream) -> Output {
     let message = if has_controller_marker(&input) {
-        valid::renamed_route(name)
+        errors::renamed_route(name)
     } else {
-        valid::MISPLACED_ROUTE.to_owned()
+        errors::MISPLACED_ROUTE.to_owned()
     };
     Output {
         tokens: input,
@@ -143,7 +144,7 @@ fn routes_body(input: &Input, state: &TokenStream) -> TokenStream {
     // Full path (and the span of its first literal) -> its routes, in source order.
     let mut groups: Vec<(String, Span, Vec<&Route>)> = Vec::new();
     for route in &input.routes {
-        let full = valid::join(base.as_deref(), &route.attr.path.value());
+        let full = path::join(base.as_deref(), &route.attr.path.value());
         match groups.iter_mut().find(|(path, _, _)| *path == full) {
             Some((_, _, routes)) => routes.push(route),
             None => groups.push((full, route.attr.path.span(), vec![route])),

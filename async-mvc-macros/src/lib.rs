@@ -26,7 +26,9 @@ use proc_macro::TokenStream;
 
 mod ast;
 mod attr;
+mod errors;
 mod expand;
+mod path;
 mod valid;
 
 /// Makes the methods of an impl block with a route attribute the routes of a controller: the

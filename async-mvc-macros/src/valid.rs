@@ -8,139 +8,103 @@ use syn::{FnArg, Item, LitStr, Type};
 
 use crate::ast::{Input, Route, Shape};
 use crate::attr::HttpMethod;
+use crate::errors::{Errors, MISPLACED_ROUTE};
+use crate::path::{check_controller_path, check_route_path, path_shape};
 
-/// Collects errors, to report all of them at once.
-#[derive(Debug, Default)]
-pub(crate) struct Errors(Option<syn::Error>);
+impl Input {
+    /// Checks every rule, reporting each broken one to `errors`; returns whether the item is
+    /// an impl the `Controller` trait can be implemented for (an inherent impl without
+    /// generics), whatever its routes look like.
+    pub(crate) fn validate(&self, errors: &mut Errors) -> bool {
+        let input = self;
+        let implementable = check_item(input, errors);
 
-impl Errors {
-    /// Adds an error.
-    pub(crate) fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(errors) => errors.combine(error),
-            None => self.0 = Some(error),
+        let base = input.args.as_ref().and_then(|args| args.path.as_ref());
+        let base_ok = match base {
+            Some(lit) => match check_controller_path(&lit.value()) {
+                Ok(()) => true,
+                Err(message) => {
+                    errors.push(syn::Error::new(lit.span(), message));
+                    false
+                }
+            },
+            None => true,
+        };
+        // With a broken controller path, route paths are still checked, against a stand-in base.
+        let base = match base {
+            Some(_) if !base_ok => Some("/_".to_owned()),
+            base => base.map(LitStr::value),
+        };
+
+        for attr in &input.misplaced {
+            errors.push(syn::Error::new_spanned(attr, MISPLACED_ROUTE));
         }
-    }
 
-    /// All errors, combined; `None` when there are none.
-    pub(crate) fn finish(self) -> Option<syn::Error> {
-        self.0
-    }
-
-    /// `Err` with all errors, if any.
-    pub(crate) fn into_result(self) -> syn::Result<()> {
-        match self.0 {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
-    }
-}
-
-/// The message of a route attribute that is not on a method of an `#[async_controller]` impl.
-pub(crate) const MISPLACED_ROUTE: &str =
-    "route attributes go on methods of an `#[async_controller]` impl";
-
-/// The message of a route attribute on a controller method that the controller did not see,
-/// because it was imported under another name.
-pub(crate) fn renamed_route(name: &str) -> String {
-    format!(
-        "this is async-mvc's `#[{name}]` under another name, which `#[async_controller]` can't \
-         recognise: it finds route attributes by their names (`get`, `post`, `put`, `delete`, \
-         `patch`, `request_mapping`, bare or as `async_mvc::{name}`); write `#[{name}(..)]` or \
-         `#[async_mvc::{name}(..)]` instead of the renamed import"
-    )
-}
-
-/// Checks `input`; returns whether the item is an impl the `Controller` trait can be
-/// implemented for (an inherent impl without generics), whatever its routes look like.
-pub(crate) fn check(input: &Input, errors: &mut Errors) -> bool {
-    let implementable = check_item(input, errors);
-
-    let base = input.args.as_ref().and_then(|args| args.path.as_ref());
-    let base_ok = match base {
-        Some(lit) => match check_controller_path(&lit.value()) {
-            Ok(()) => true,
-            Err(message) => {
-                errors.push(syn::Error::new(lit.span(), message));
-                false
+        // (cfg attributes, full path) -> (method, method name) of the routes seen so far;
+        // (cfg attributes, normalized shape) -> full path. Routes under different `#[cfg]`s are
+        // alternatives, not duplicates.
+        let mut seen: HashMap<(String, String), Vec<Mapped<'_>>> = HashMap::new();
+        let mut shapes: HashMap<(String, String), (String, &syn::Ident)> = HashMap::new();
+        let has_state = input.args.as_ref().is_some_and(|args| args.state.is_some());
+        for route in &input.routes {
+            check_signature(route, errors);
+            if !has_state {
+                check_no_state_extractor(route, errors);
             }
-        },
-        None => true,
-    };
-    // With a broken controller path, route paths are still checked, against a stand-in base.
-    let base = match base {
-        Some(_) if !base_ok => Some("/_".to_owned()),
-        base => base.map(LitStr::value),
-    };
-
-    for attr in &input.misplaced {
-        errors.push(syn::Error::new_spanned(attr, MISPLACED_ROUTE));
-    }
-
-    // (cfg attributes, full path) -> (method, method name) of the routes seen so far;
-    // (cfg attributes, normalized shape) -> full path. Routes under different `#[cfg]`s are
-    // alternatives, not duplicates.
-    let mut seen: HashMap<(String, String), Vec<Mapped<'_>>> = HashMap::new();
-    let mut shapes: HashMap<(String, String), (String, &syn::Ident)> = HashMap::new();
-    let has_state = input.args.as_ref().is_some_and(|args| args.state.is_some());
-    for route in &input.routes {
-        check_signature(route, errors);
-        if !has_state {
-            check_no_state_extractor(route, errors);
-        }
-        if let Some(produces) = &route.attr.produces {
-            if let Err(message) = check_media_type(&produces.value()) {
-                errors.push(syn::Error::new(produces.span(), message));
+            if let Some(produces) = &route.attr.produces {
+                if let Err(message) = check_media_type(&produces.value()) {
+                    errors.push(syn::Error::new(produces.span(), message));
+                }
             }
-        }
-        let lit = &route.attr.path;
-        let full = match check_route_path(base.as_deref(), &lit.value()) {
-            Ok(full) => full,
-            Err(message) => {
-                errors.push(syn::Error::new(lit.span(), message));
+            let lit = &route.attr.path;
+            let full = match check_route_path(base.as_deref(), &lit.value()) {
+                Ok(full) => full,
+                Err(message) => {
+                    errors.push(syn::Error::new(lit.span(), message));
+                    continue;
+                }
+            };
+            if !base_ok {
                 continue;
             }
-        };
-        if !base_ok {
-            continue;
-        }
-        let name = &route.sig.ident;
-        let method = route.attr.method;
-        let cfgs = route
-            .cfgs
-            .iter()
-            .map(|cfg| cfg.to_token_stream().to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let entries = seen.entry((cfgs.clone(), full.clone())).or_default();
-        if let Some((_, first)) = entries.iter().find(|(m, _)| *m == method) {
-            let what = match method {
-                Some(m) => format!("{} {full}", m.as_str()),
-                None => format!("{full} (any method)"),
-            };
-            errors.push(syn::Error::new(
-                lit.span(),
-                format!("duplicate route `{what}`: `{first}` already maps it"),
-            ));
-            continue;
-        }
-        entries.push((method, name));
-        let shape = (cfgs, path_shape(&full));
-        match shapes.get(&shape) {
-            Some((other, first)) if *other != full => errors.push(syn::Error::new(
-                lit.span(),
-                format!(
-                    "route `{full}` conflicts with `{other}` (of `{first}`): the same path with \
-                     other capture names; use the same names"
-                ),
-            )),
-            Some(_) => {}
-            None => {
-                shapes.insert(shape, (full, name));
+            let name = &route.sig.ident;
+            let method = route.attr.method;
+            let cfgs = route
+                .cfgs
+                .iter()
+                .map(|cfg| cfg.to_token_stream().to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let entries = seen.entry((cfgs.clone(), full.clone())).or_default();
+            if let Some((_, first)) = entries.iter().find(|(m, _)| *m == method) {
+                let what = match method {
+                    Some(m) => format!("{} {full}", m.as_str()),
+                    None => format!("{full} (any method)"),
+                };
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("duplicate route `{what}`: `{first}` already maps it"),
+                ));
+                continue;
+            }
+            entries.push((method, name));
+            let shape = (cfgs, path_shape(&full));
+            match shapes.get(&shape) {
+                Some((other, first)) if *other != full => errors.push(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "route `{full}` conflicts with `{other}` (of `{first}`): the same path with \
+                         other capture names; use the same names"
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    shapes.insert(shape, (full, name));
+                }
             }
         }
+        implementable
     }
-    implementable
 }
 
 /// A method (or every method) mapped by a route, and the method routed to.
@@ -286,158 +250,6 @@ fn check_no_state_extractor(route: &Route, errors: &mut Errors) {
     }
 }
 
-/// A capture in a route path: `{name}` or `{*name}`.
-#[derive(Debug, PartialEq, Eq)]
-struct Capture<'a> {
-    name: &'a str,
-    catch_all: bool,
-    /// Byte offset just past the closing `}`.
-    end: usize,
-}
-
-/// Checks the syntax shared by controller and route paths (axum 0.8 / matchit 0.8): balanced
-/// braces, named captures, no axum 0.7 `:id` / `*rest` segments, no query or fragment.
-fn parse_path(path: &str) -> Result<Vec<Capture<'_>>, String> {
-    if path.contains(['?', '#']) {
-        return Err(format!(
-            "route path `{path}` can't hold a query (`?`) or a fragment (`#`)"
-        ));
-    }
-    for segment in path.split('/') {
-        if let Some(name) = segment.strip_prefix(':') {
-            return Err(format!(
-                "`{segment}` is axum 0.7 syntax: axum 0.8 captures are written `{{{name}}}`"
-            ));
-        }
-        if let Some(name) = segment.strip_prefix('*') {
-            return Err(format!(
-                "`{segment}` is axum 0.7 syntax: axum 0.8 catch-alls are written `{{*{name}}}`"
-            ));
-        }
-    }
-    let bytes = path.as_bytes();
-    let mut captures = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
-            b'}' if bytes.get(i + 1) == Some(&b'}') => i += 2,
-            b'{' => {
-                let rest = &path[i + 1..];
-                let close = rest
-                    .find(['}', '{', '/'])
-                    .filter(|&j| rest.as_bytes()[j] == b'}');
-                let Some(close) = close else {
-                    return Err(format!(
-                        "unbalanced `{{` in route path `{path}`: captures are written `{{id}}`, \
-                         a literal `{{` is written `{{{{`"
-                    ));
-                };
-                let inner = &rest[..close];
-                let (name, catch_all) = match inner.strip_prefix('*') {
-                    Some(name) => (name, true),
-                    None => (inner, false),
-                };
-                if name.is_empty() {
-                    return Err(if catch_all {
-                        format!("unnamed catch-all `{{*}}` in route path `{path}`: name it, e.g. `{{*rest}}`")
-                    } else {
-                        format!(
-                            "unnamed capture `{{}}` in route path `{path}`: name it, e.g. `{{id}}`"
-                        )
-                    });
-                }
-                i += close + 2;
-                captures.push(Capture {
-                    name,
-                    catch_all,
-                    end: i,
-                });
-            }
-            b'}' => {
-                return Err(format!(
-                    "unbalanced `}}` in route path `{path}`: a literal `}}` is written `}}}}`"
-                ))
-            }
-            _ => i += 1,
-        }
-    }
-    if let Some(capture) = captures.iter().find(|c| c.catch_all && c.end != path.len()) {
-        return Err(format!(
-            "the catch-all `{{*{}}}` must end the route path `{path}`",
-            capture.name
-        ));
-    }
-    for (i, capture) in captures.iter().enumerate() {
-        if captures[..i].iter().any(|c| c.name == capture.name) {
-            return Err(format!(
-                "capture `{}` appears twice in route path `{path}`",
-                capture.name
-            ));
-        }
-    }
-    Ok(captures)
-}
-
-/// Checks the path of `#[async_controller(path = "..")]`.
-pub(crate) fn check_controller_path(path: &str) -> Result<(), String> {
-    if !path.starts_with('/') {
-        return Err(format!("the controller path `{path}` must start with `/`"));
-    }
-    let captures = parse_path(path)?;
-    if let Some(capture) = captures.iter().find(|c| c.catch_all) {
-        return Err(format!(
-            "the controller path can't end with a catch-all `{{*{}}}`: its routes are appended to it",
-            capture.name
-        ));
-    }
-    Ok(())
-}
-
-/// Joins the controller path (a trailing `/` dropped) and a route path.
-pub(crate) fn join(base: Option<&str>, path: &str) -> String {
-    let base = base.unwrap_or("").trim_end_matches('/');
-    format!("{base}{path}")
-}
-
-/// Checks a route path (relative to `base`, the valid controller path, if any) and returns the
-/// full path. An empty route path maps the controller path itself.
-pub(crate) fn check_route_path(base: Option<&str>, path: &str) -> Result<String, String> {
-    if path.is_empty() {
-        if base.map_or(true, |b| b.trim_end_matches('/').is_empty()) {
-            return Err("empty route path: the root is `\"/\"`".to_owned());
-        }
-    } else if !path.starts_with('/') {
-        return Err(format!("route path `{path}` must start with `/`"));
-    }
-    parse_path(path)?;
-    let full = join(base, path);
-    // Catch-alls and duplicate names across the controller and the route path.
-    parse_path(&full)?;
-    Ok(full)
-}
-
-/// `full` with every capture name erased: two paths of the same shape conflict in axum.
-fn path_shape(full: &str) -> String {
-    let mut shape = String::with_capacity(full.len());
-    let mut rest = full;
-    while let Some(open) = rest.find('{') {
-        if rest[open..].starts_with("{{") {
-            shape.push_str(&rest[..open + 2]);
-            rest = &rest[open + 2..];
-            continue;
-        }
-        shape.push_str(&rest[..=open]);
-        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
-        if rest[open + 1..].starts_with('*') {
-            shape.push('*');
-        }
-        rest = &rest[close..];
-    }
-    shape.push_str(rest);
-    shape
-}
-
 /// A `tchar` of RFC 9110: the characters of a token.
 fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
@@ -482,78 +294,6 @@ pub(crate) fn check_media_type(media_type: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn joins_paths() {
-        assert_eq!(join(None, "/orders"), "/orders");
-        assert_eq!(join(Some("/api"), "/orders"), "/api/orders");
-        assert_eq!(join(Some("/api/"), "/orders"), "/api/orders");
-        assert_eq!(join(Some("/"), "/orders"), "/orders");
-        assert_eq!(join(Some("/api"), ""), "/api");
-        assert_eq!(join(Some("/api"), "/"), "/api/");
-    }
-
-    #[test]
-    fn accepts_route_paths() {
-        assert_eq!(
-            check_route_path(Some("/api"), "/orders/{id}"),
-            Ok("/api/orders/{id}".to_owned())
-        );
-        assert_eq!(check_route_path(None, "/"), Ok("/".to_owned()));
-        assert_eq!(check_route_path(Some("/api"), ""), Ok("/api".to_owned()));
-        assert_eq!(
-            check_route_path(Some("/t/{tenant}"), "/files/{*rest}"),
-            Ok("/t/{tenant}/files/{*rest}".to_owned())
-        );
-        assert!(check_route_path(None, "/a/{{literal}}/{b}").is_ok());
-        assert!(check_route_path(None, "/files/{name}.txt").is_ok());
-    }
-
-    #[test]
-    fn rejects_route_paths() {
-        let err = |base, path| check_route_path(base, path).expect_err("invalid");
-        assert_eq!(
-            err(None, "orders"),
-            "route path `orders` must start with `/`"
-        );
-        assert!(err(None, "").starts_with("empty route path"));
-        assert!(err(Some("/"), "").starts_with("empty route path"));
-        assert_eq!(
-            err(None, "/orders/:id"),
-            "`:id` is axum 0.7 syntax: axum 0.8 captures are written `{id}`"
-        );
-        assert_eq!(
-            err(None, "/files/*rest"),
-            "`*rest` is axum 0.7 syntax: axum 0.8 catch-alls are written `{*rest}`"
-        );
-        assert!(err(None, "/orders/{id").starts_with("unbalanced `{`"));
-        assert!(err(None, "/orders/{id/x}").starts_with("unbalanced `{`"));
-        assert!(err(None, "/orders/id}").starts_with("unbalanced `}`"));
-        assert!(err(None, "/orders/{}").starts_with("unnamed capture"));
-        assert!(err(None, "/files/{*}").starts_with("unnamed catch-all"));
-        assert!(err(None, "/files/{*rest}/x").starts_with("the catch-all `{*rest}` must end"));
-        assert!(err(None, "/a/{id}/b/{id}").starts_with("capture `id` appears twice"));
-        assert!(err(Some("/a/{id}"), "/b/{id}").starts_with("capture `id` appears twice"));
-        assert!(err(None, "/a?b=1").contains("query"));
-    }
-
-    #[test]
-    fn checks_controller_paths() {
-        assert!(check_controller_path("/").is_ok());
-        assert!(check_controller_path("/api/{tenant}/").is_ok());
-        assert!(check_controller_path("api").is_err());
-        assert!(check_controller_path("").is_err());
-        assert!(check_controller_path("/files/{*rest}").is_err());
-        assert!(check_controller_path("/a/:b").is_err());
-    }
-
-    #[test]
-    fn shapes_erase_capture_names() {
-        assert_eq!(path_shape("/a/{id}/b"), "/a/{}/b");
-        assert_eq!(path_shape("/a/{name}/b"), "/a/{}/b");
-        assert_eq!(path_shape("/f/{*rest}"), "/f/{*}");
-        assert_eq!(path_shape("/x/{{lit}}/{y}"), "/x/{{lit}}/{}");
-    }
 
     /// Every string of up to four characters from an alphabet of troublemakers: the checks
     /// answer, never panic.
@@ -615,6 +355,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::path::{capture_names, join};
     use proptest::prelude::*;
 
     /// Strings made of the characters the checks care about, and any strings at all.
@@ -761,9 +502,7 @@ mod props {
         #[test]
         fn a_capture_named_twice_is_refused(base in valid_path("x", false), route in valid_path("x", true)) {
             // Both use the names `x0`, `x1`, …: refused exactly when some name repeats.
-            let names = |path: &str| -> Vec<String> {
-                parse_path(path).unwrap().into_iter().map(|c| c.name.to_owned()).collect()
-            };
+            let names = |path: &str| -> Vec<String> { capture_names(path).unwrap() };
             let base_names = names(&base);
             let clash = names(&route).iter().any(|name| base_names.contains(name));
             prop_assert_eq!(check_route_path(Some(&base), &route).is_err(), clash);
