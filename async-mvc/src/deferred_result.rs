@@ -18,7 +18,7 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 
-use crate::manager::guarded;
+use crate::guard::contain;
 use crate::{
     work::{AsyncWork, StartAsync},
     AsyncError, AsyncManager, AsyncRequest,
@@ -467,7 +467,7 @@ where
         // Set before the handler returned, under an async support layer: complete right here,
         // without the hand-off to the layer (which would give the same response).
         if let Some(Some(response)) =
-            crate::layer::with_enclosing_manager(|manager| manager.deferred_at_once(&self.shared))
+            crate::context::with_lent(|manager| manager.deferred_at_once(&self.shared))
         {
             return response;
         }
@@ -506,10 +506,10 @@ impl<T, E> Drop for DeferredStart<T, E> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
             if let Some(on_error) = shared.expire() {
-                guarded("on_error", || on_error(&AsyncError::NotSupported));
+                contain("on_error", || on_error(&AsyncError::NotSupported));
             }
             if let Some(on_completion) = shared.complete() {
-                guarded("on_completion", on_completion);
+                contain("on_completion", on_completion);
             }
         }
     }

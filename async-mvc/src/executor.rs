@@ -3,12 +3,10 @@
 //! type.
 
 use std::{
-    any::Any,
     collections::BTreeMap,
     fmt,
     future::Future,
     mem,
-    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -23,12 +21,11 @@ use tokio::{
     sync::oneshot,
 };
 
+use crate::guard;
+
 /// The message of the [`TaskPanicked`] a handle resolves to when its task was dropped without
 /// running: only when the executor could not start a thread for it.
 const LOST_TASK_MESSAGE: &str = "the task was dropped before it could run";
-
-/// The message for a panic payload that is neither `&str` nor `String`.
-const NON_STRING_PAYLOAD: &str = "non-string panic payload";
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -668,16 +665,13 @@ where
         let Some(task) = self.task.take() else {
             return Outcome::Cancelled;
         };
-        match catch_unwind(AssertUnwindSafe(task)) {
+        match guard::catch("async task", task) {
             Ok(value) => {
                 self.result = Some(Ok(value));
                 Outcome::Completed
             }
-            Err(payload) => {
-                let panicked = TaskPanicked::from_payload(payload.as_ref());
-                drop(payload);
-                tracing::warn!(message = %panicked.message, "async task panicked");
-                self.result = Some(Err(panicked));
+            Err(message) => {
+                self.result = Some(Err(TaskPanicked { message }));
                 Outcome::Panicked
             }
         }
@@ -708,19 +702,14 @@ impl Worker {
             let outcome = if job.is_abandoned() {
                 Outcome::Cancelled
             } else {
-                // `Job::run` catches the task's panic; this catches one from dropping an
-                // odd panic payload. Such a payload is leaked rather than dropped again.
-                catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|payload| {
-                    mem::forget(payload);
-                    Outcome::Panicked
-                })
+                // `Job::run` catches the task's panic; this is the backstop for anything else
+                // in it that unwinds.
+                guard::contain("async task", || job.run()).unwrap_or(Outcome::Panicked)
             };
             // Release (or hand over) the slot before the handle learns the result.
             let next = self.inner.finish(outcome);
             // Sending (or dropping an unwanted value) runs user `Drop` code: keep the thread.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || job.deliver())) {
-                mem::forget(payload);
-            }
+            guard::contain("delivering an async task's value", move || job.deliver());
             match next {
                 Some(next) => job = next,
                 None => return,
@@ -840,19 +829,6 @@ pub struct TaskPanicked {
     /// In the rare case that the task was dropped before it ran (the OS could not start a
     /// thread for it), a message saying so.
     pub message: String,
-}
-
-impl TaskPanicked {
-    fn from_payload(payload: &(dyn Any + Send)) -> Self {
-        let message = if let Some(text) = payload.downcast_ref::<&'static str>() {
-            (*text).to_owned()
-        } else if let Some(text) = payload.downcast_ref::<String>() {
-            text.clone()
-        } else {
-            NON_STRING_PAYLOAD.to_owned()
-        };
-        TaskPanicked { message }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

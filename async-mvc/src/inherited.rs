@@ -19,7 +19,7 @@ use std::{
 use axum::{extract::Request, response::Response};
 use tower::{Layer, Service};
 
-use crate::layer::{is_enclosed, ResponseFuture};
+use crate::{context, layer::ResponseFuture};
 
 /// See the module documentation.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +52,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if is_enclosed() {
+        if context::is_lent() {
             return InheritedFuture::Enclosed {
                 future: self.inner.call(request),
             };

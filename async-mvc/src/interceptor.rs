@@ -1,16 +1,12 @@
 //! Processing interceptors: hooks into the async lifecycle (Spring's
 //! `CallableProcessingInterceptor`, `DeferredResultProcessingInterceptor` and
 //! `AsyncHandlerInterceptor`), and the chain rules that call them.
-use std::{
-    fmt,
-    panic::{catch_unwind, AssertUnwindSafe},
-    sync::Arc,
-};
+use std::{fmt, sync::Arc};
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, Uri};
 
-use crate::AsyncError;
+use crate::{error::AsyncError, guard::contain};
 
 /// The request an async lifecycle hook is about: its method, URI, `Accept` header, the
 /// route's `produces` media type and the `Content-Type` already set on the response.
@@ -261,10 +257,7 @@ pub(crate) fn hook<R>(
     name: &'static str,
     run: impl FnOnce() -> Result<R, Response>,
 ) -> Result<R, Response> {
-    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
-        log_panic(name, payload.as_ref());
-        Err(panic_response())
-    })
+    contain(name, run).unwrap_or_else(|| Err(panic_response()))
 }
 
 /// Runs a hook that may supply the response (`handle_timeout`, `handle_error`); a panic is
@@ -274,10 +267,7 @@ pub(crate) fn hook_option(
     name: &'static str,
     run: impl FnOnce() -> Option<Response>,
 ) -> Option<Response> {
-    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
-        log_panic(name, payload.as_ref());
-        Some(panic_response())
-    })
+    contain(name, run).unwrap_or_else(|| Some(panic_response()))
 }
 
 /// The response a panicking hook or result-supplying callback gives: `500`.
@@ -285,15 +275,10 @@ pub(crate) fn panic_response() -> Response {
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
-fn log_panic(name: &'static str, payload: &(dyn std::any::Any + Send)) {
-    let message = crate::manager::panic_message(payload);
-    tracing::error!(hook = name, %message, "an async interceptor panicked");
-}
-
 /// Tells every [`AsyncHandlerInterceptor`] that async processing started.
 pub(crate) fn concurrent_handling_started(interceptors: &Interceptors, request: &AsyncRequest) {
     for interceptor in &interceptors.handler {
-        crate::manager::guarded("after_concurrent_handling_started", || {
+        contain("after_concurrent_handling_started", || {
             interceptor.after_concurrent_handling_started(request)
         });
     }

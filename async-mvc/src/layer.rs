@@ -1,10 +1,8 @@
 //! [`AsyncSupportLayer`]: the tower middleware that hands async return values to the manager.
 
 use std::{
-    cell::Cell,
     convert::Infallible,
     future::Future,
-    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     task::{ready, Context, Poll},
 };
@@ -17,8 +15,11 @@ use http::StatusCode;
 use tower::{Layer, Service};
 
 use crate::{
+    context,
+    guard::contain,
+    interceptor::AsyncRequest,
+    manager::AsyncManager,
     work::{AsyncWork, ResponseFuture as AsyncResponseFuture, StartAsync, WrapperParts},
-    AsyncManager, AsyncRequest,
 };
 
 /// A tower [`Layer`] that gives the routes it wraps async support: a `DeferredResult` (or any
@@ -103,36 +104,6 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-/// Whether an explicit `AsyncSupportLayer` encloses the code running now (its handler future is
-/// being polled on this thread).
-pub(crate) fn is_enclosed() -> bool {
-    with_enclosing_manager(|_| ()).is_some()
-}
-
-thread_local! {
-    /// The manager of the innermost `AsyncSupportLayer` whose handler future is being polled on
-    /// this thread: what a controller's inherited layer, nested inside it, drives its work with.
-    /// Each layer's poll moves its manager in and back out, so this costs no clone.
-    static ENCLOSING: Cell<Option<AsyncManager>> = const { Cell::new(None) };
-}
-
-/// The manager for work found by an inherited layer: the enclosing layer's, else the shared
-/// default.
-fn enclosing_manager() -> AsyncManager {
-    with_enclosing_manager(AsyncManager::clone).unwrap_or_else(AsyncManager::shared_default)
-}
-
-/// Runs `f` with the manager of the innermost explicit `AsyncSupportLayer` whose handler future
-/// is being polled on this thread; `None` outside one (or inside `f` itself).
-pub(crate) fn with_enclosing_manager<R>(f: impl FnOnce(&AsyncManager) -> R) -> Option<R> {
-    ENCLOSING.with(|enclosing| {
-        let manager = enclosing.take()?;
-        let result = f(&manager);
-        enclosing.set(Some(manager));
-        Some(result)
-    })
-}
-
 /// The response future of [`AsyncSupport`]: the handler's, then the async work's.
 ///
 /// The handler's future is boxed so that this one stays small (about 240 bytes): it lives as
@@ -169,21 +140,18 @@ where
                     manager,
                     request,
                 } => {
-                    // An explicit layer lends its manager to the inherited layers inside it.
-                    let lent = manager.is_some();
-                    let outer = lent.then(|| ENCLOSING.replace(manager.take()));
-                    let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
-                    if let Some(outer) = outer {
-                        *manager = ENCLOSING.replace(outer);
-                    }
+                    // An explicit layer lends its manager to the code inside it: inherited
+                    // layers, a `DeferredResult` rendered at once.
+                    let polled =
+                        context::lend(manager, || contain("handler", || future.as_mut().poll(cx)));
                     let Ok(mut response) =
-                        ready!(polled.unwrap_or_else(|_| Poll::Ready(panicked())));
+                        ready!(polled.unwrap_or_else(|| Poll::Ready(panicked())));
                     let (Some((work, parts)), Some(request)) =
                         (AsyncWork::take(&mut response), request.take())
                     else {
                         return Poll::Ready(Ok(response));
                     };
-                    let manager = manager.take().unwrap_or_else(enclosing_manager);
+                    let manager = manager.take().unwrap_or_else(context::lent_or_default);
                     // A `Content-Type` a wrapper preset decides how the value is written
                     // (Spring: the response entity's preset type comes first, gh-35130).
                     let request = match parts.as_ref().and_then(WrapperParts::content_type) {
@@ -215,13 +183,11 @@ where
                     *state = State::Async { future, parts };
                 }
                 State::Async { future, parts } => {
-                    let polled = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *future).poll(cx)));
+                    let polled = contain("async response", || Pin::new(&mut *future).poll(cx));
                     let response = match polled {
-                        Ok(Poll::Ready(response)) => response,
-                        Ok(Poll::Pending) => return Poll::Pending,
-                        Err(_) => match panicked() {
-                            Ok(response) => return Poll::Ready(Ok(response)),
-                        },
+                        Some(Poll::Ready(response)) => response,
+                        Some(Poll::Pending) => return Poll::Pending,
+                        None => return Poll::Ready(panicked()),
                     };
                     let response = match parts.take() {
                         Some(parts) => parts.apply(response),
@@ -234,9 +200,8 @@ where
     }
 }
 
-/// A handler (or the rendering of its value) panicked: `500` for this request only.
+/// A handler (or the rendering of its value) panicked (logged): `500` for this request only.
 fn panicked() -> Result<Response, Infallible> {
-    tracing::error!("a handler panicked; answering 500");
     Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

@@ -102,11 +102,13 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod config;
+mod context;
 mod controller;
 mod deferred_result;
 mod emitter;
 mod error;
 mod executor;
+mod guard;
 mod inherited;
 mod interceptor;
 mod layer;

@@ -31,7 +31,7 @@ pub use sse::{SseEmitter, SseEmitterBuilder, DEFAULT_HEARTBEAT};
 pub use sse_event::{LastEventId, SseEvent, SseEventBuilder, SseEventError};
 pub use streaming::{BodyWriter, StreamingResponseBody};
 
-use crate::{manager::guarded, AsyncError};
+use crate::{guard::contain, AsyncError};
 use channel::{Channel, Next};
 
 /// Why a send to an emitter failed.
@@ -104,7 +104,7 @@ impl Source for EmitterSource {
             // `on_timeout` never runs after `on_completion` (which drops it) or beside it.
             let _batch = channel.callback_batch();
             for on_timeout in channel.time_out() {
-                guarded("on_timeout", on_timeout);
+                contain("on_timeout", on_timeout);
             }
         })
     }
@@ -117,11 +117,11 @@ impl Source for EmitterSource {
         let _batch = self.0.callback_batch();
         if let Some(error) = failure {
             for on_error in self.0.disconnect() {
-                guarded("on_error", || on_error(error));
+                contain("on_error", || on_error(error));
             }
         }
         for on_completion in self.0.finish() {
-            guarded("on_completion", on_completion);
+            contain("on_completion", on_completion);
         }
     }
 }

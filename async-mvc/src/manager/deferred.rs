@@ -13,7 +13,8 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 
-use super::{guarded, guarded_value, AsyncManager, Panicked, Pending, Refused};
+use super::{AsyncManager, Pending, Refused};
+use crate::guard::contain;
 use crate::work::ResponseFuture;
 use crate::{
     deferred_result::{Shared, TimeoutOutcome},
@@ -49,7 +50,7 @@ impl AsyncManager {
                 // Async never starts: the result expires and completes with this response.
                 shared.expire();
                 if let Some(on_completion) = shared.complete() {
-                    guarded("on_completion", on_completion);
+                    contain("on_completion", on_completion);
                 }
                 return ready(response);
             }
@@ -59,10 +60,10 @@ impl AsyncManager {
             Err(Refused { manager, error }) => {
                 // Refused before it started: the result expires and learns why.
                 if let Some(on_error) = shared.expire() {
-                    guarded("on_error", || on_error(&error));
+                    contain("on_error", || on_error(&error));
                 }
                 if let Some(on_completion) = shared.complete() {
-                    guarded("on_completion", on_completion);
+                    contain("on_completion", on_completion);
                 }
                 return ready(manager.error_response(&error));
             }
@@ -163,15 +164,13 @@ impl AsyncManager {
         // callback in `try` and sets the timeout result in `finally`).
         let on_timeout_panicked = shared
             .take_on_timeout()
-            .is_some_and(|on_timeout| guarded_value("on_timeout", on_timeout).is_err());
+            .is_some_and(|on_timeout| contain("on_timeout", on_timeout).is_none());
         match shared.resolve_timeout() {
             TimeoutOutcome::Value(value) => Ok(render(value)),
-            TimeoutOutcome::Supplied(supplier) => {
-                Ok(match guarded_value("timeout result", supplier) {
-                    Ok(value) => value.into_response(),
-                    Err(Panicked) => panic_response(),
-                })
-            }
+            TimeoutOutcome::Supplied(supplier) => Ok(match contain("timeout result", supplier) {
+                Some(value) => value.into_response(),
+                None => panic_response(),
+            }),
             TimeoutOutcome::NoResult if on_timeout_panicked => Ok(panic_response()),
             TimeoutOutcome::NoResult => lifecycle
                 .request
@@ -223,7 +222,7 @@ struct Completion<'a, T, E>(&'a Shared<T, E>);
 impl<T, E> Drop for Completion<'_, T, E> {
     fn drop(&mut self) {
         if let Some(on_completion) = self.0.complete() {
-            guarded("on_completion", on_completion);
+            contain("on_completion", on_completion);
         }
     }
 }
@@ -314,11 +313,11 @@ impl<T, E> Lifecycle<T, E> {
     fn complete(&mut self) {
         if let Some(request) = &self.request {
             for interceptor in self.chain()[..self.pre_processed].iter().rev() {
-                guarded("after_completion", || interceptor.after_completion(request));
+                contain("after_completion", || interceptor.after_completion(request));
             }
         }
         if let Some(on_completion) = self.shared.complete() {
-            guarded("on_completion", on_completion);
+            contain("on_completion", on_completion);
         }
     }
 }
@@ -335,11 +334,11 @@ impl<T, E> Drop for Lifecycle<T, E> {
         );
         let error = AsyncError::ClientDisconnected;
         if let Some(on_error) = self.shared.expire() {
-            guarded("on_error", || on_error(&error));
+            contain("on_error", || on_error(&error));
         }
         if let Some(request) = &self.request {
             for interceptor in self.chain().iter() {
-                guarded("handle_error", || interceptor.handle_error(request, &error));
+                contain("handle_error", || interceptor.handle_error(request, &error));
             }
         }
         self.complete();

@@ -12,7 +12,6 @@ pub(crate) use stream::{StreamLifecycle, StreamSpec};
 
 use std::{
     fmt,
-    panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, OnceLock,
@@ -21,6 +20,8 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
+
+use crate::guard::contain;
 
 use crate::{
     AsyncConfig, AsyncError, AsyncTaskExecutor, CallableProcessingInterceptor,
@@ -243,12 +244,8 @@ impl AsyncManager {
         }
         .or(config.error_response.as_ref());
         match respond {
-            Some(respond) => {
-                catch_unwind(AssertUnwindSafe(|| respond(error))).unwrap_or_else(|_| {
-                    tracing::error!(%error, "AsyncConfig's error response mapping panicked");
-                    error.clone().into_response()
-                })
-            }
+            Some(respond) => contain("AsyncConfig::error_response", || respond(error))
+                .unwrap_or_else(|| error.clone().into_response()),
             None => error.clone().into_response(),
         }
     }
@@ -309,37 +306,6 @@ impl Drop for Pending {
             .pending
             .fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Runs a user callback; a panic is logged and contained to it.
-pub(crate) fn guarded(name: &'static str, callback: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
-        let message = panic_message(payload.as_ref());
-        tracing::error!(callback = name, %message, "an async lifecycle callback panicked");
-    }
-}
-
-/// Runs a user callback that supplies a value (a timeout result, an `on_error` fallback); a
-/// panic is logged and gives `Err(Panicked)`, which the caller turns into a `500` result, as
-/// Spring makes a callback's exception the result.
-fn guarded_value<R>(name: &'static str, callback: impl FnOnce() -> R) -> Result<R, Panicked> {
-    catch_unwind(AssertUnwindSafe(callback)).map_err(|payload| {
-        let message = panic_message(payload.as_ref());
-        tracing::error!(callback = name, %message, "an async lifecycle callback panicked");
-        Panicked
-    })
-}
-
-/// A result-supplying callback panicked (already logged).
-struct Panicked;
-
-/// The text of a panic payload: the `&str` or `String` it carries.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 impl fmt::Debug for AsyncManager {

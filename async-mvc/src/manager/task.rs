@@ -5,19 +5,14 @@
 //! pre_process, work, post_process on the task's thread → wait for it, the timeout or a
 //! disconnect → response → after_completion, `on_completion`.
 
-use std::{
-    any::Any,
-    future::Future,
-    panic::{catch_unwind, AssertUnwindSafe},
-    sync::Arc,
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{guarded, guarded_value, AsyncManager, Panicked, Pending, Refused};
+use super::{AsyncManager, Pending, Refused};
+use crate::guard::{self, contain};
 use crate::{
     interceptor::{
         callable_post, callable_pre, concurrent_handling_started, hook, hook_option, panic_response,
@@ -59,7 +54,7 @@ impl AsyncManager {
                 interceptor.before_concurrent_handling(&request)
             }) {
                 if let Some(on_completion) = on_completion {
-                    guarded("on_completion", on_completion);
+                    contain("on_completion", on_completion);
                 }
                 return response;
             }
@@ -70,13 +65,13 @@ impl AsyncManager {
                 // Refused before it started (shutting down, too many in flight): `on_error`
                 // learns why and may answer instead, as for a full executor.
                 let fallback = on_error.and_then(|on_error| {
-                    match guarded_value("on_error", || on_error(&refused)) {
-                        Ok(value) => value.map(IntoResponse::into_response),
-                        Err(Panicked) => Some(panic_response()),
+                    match contain("on_error", || on_error(&refused)) {
+                        Some(value) => value.map(IntoResponse::into_response),
+                        None => Some(panic_response()),
                     }
                 });
                 if let Some(on_completion) = on_completion {
-                    guarded("on_completion", on_completion);
+                    contain("on_completion", on_completion);
                 }
                 return fallback.unwrap_or_else(|| self.error_response(&refused));
             }
@@ -153,9 +148,9 @@ impl AsyncManager {
                 token.cancel();
                 // A panicking `on_timeout` is the result: `500`.
                 on_timeout
-                    .map(|fallback| match guarded_value("on_timeout", fallback) {
-                        Ok(value) => value.into_response(),
-                        Err(Panicked) => panic_response(),
+                    .map(|fallback| match contain("on_timeout", fallback) {
+                        Some(value) => value.into_response(),
+                        None => panic_response(),
                     })
                     .or_else(|| {
                         lifecycle.chain.iter().find_map(|interceptor| {
@@ -182,8 +177,8 @@ fn run_blocking<T: IntoResponse>(
     let (pre_processed, failed) = callable_pre(chain, request);
     let result = match failed {
         Some(response) => Ok(response),
-        None => catch_unwind(AssertUnwindSafe(|| work(token).into_response()))
-            .map_err(|payload| panicked(payload.as_ref())),
+        None => guard::catch("async task", || work(token).into_response())
+            .map_err(|message| AsyncError::TaskPanicked { message }),
     };
     callable_post(chain, pre_processed, request, result)
 }
@@ -197,10 +192,9 @@ async fn run_future<T: IntoResponse>(
     let (pre_processed, failed) = callable_pre(chain, request);
     let result = match failed {
         Some(response) => Ok(response),
-        None => AssertUnwindSafe(work.map(IntoResponse::into_response))
-            .catch_unwind()
+        None => guard::catch_future("async task", work.map(IntoResponse::into_response))
             .await
-            .map_err(|payload| panicked(payload.as_ref())),
+            .map_err(|message| AsyncError::TaskPanicked { message }),
     };
     callable_post(chain, pre_processed, request, result)
 }
@@ -227,12 +221,6 @@ async fn within<F: Future>(
     }
 }
 
-fn panicked(payload: &(dyn Any + Send)) -> AsyncError {
-    AsyncError::TaskPanicked {
-        message: super::panic_message(payload),
-    }
-}
-
 /// One task in flight. Dropped before [`finish`](Self::finish) means the response future was
 /// dropped: the client went away.
 struct Lifecycle<T> {
@@ -250,10 +238,10 @@ impl<T: IntoResponse> Lifecycle<T> {
     /// The task's own `on_error` value for `error`, rendered.
     fn fallback(&mut self, error: &AsyncError) -> Option<Response> {
         let on_error = self.on_error.take()?;
-        match guarded_value("on_error", || on_error(error)) {
-            Ok(value) => value.map(IntoResponse::into_response),
+        match contain("on_error", || on_error(error)) {
+            Some(value) => value.map(IntoResponse::into_response),
             // A panicking `on_error` is the result: `500`.
-            Err(Panicked) => Some(panic_response()),
+            None => Some(panic_response()),
         }
     }
 }
@@ -278,12 +266,12 @@ impl<T> Lifecycle<T> {
     /// `after_completion` in reverse for every interceptor (C.49), then `on_completion`.
     fn complete(&mut self) {
         for interceptor in self.chain.iter().rev() {
-            guarded("after_completion", || {
+            contain("after_completion", || {
                 interceptor.after_completion(&self.request)
             });
         }
         if let Some(on_completion) = self.on_completion.take() {
-            guarded("on_completion", on_completion);
+            contain("on_completion", on_completion);
         }
     }
 }
@@ -302,7 +290,7 @@ impl<T> Drop for Lifecycle<T> {
         let error = AsyncError::ClientDisconnected;
         if let Some(on_error) = self.on_error.take() {
             // The value cannot reach anyone; only the notification matters.
-            guarded("on_error", || drop(on_error(&error)));
+            contain("on_error", || drop(on_error(&error)));
         }
         let _ = self.handle_error(&error);
         self.complete();
