@@ -115,6 +115,7 @@ mod layer;
 mod limit;
 mod manager;
 mod serve;
+mod sse;
 mod task;
 mod work;
 
@@ -125,9 +126,9 @@ pub use config::{AsyncConfig, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_GRACE, DEFAU
 pub use controller::{Controller, RouterExt};
 pub use deferred_result::{DeferredResult, DeferredResultFuture};
 pub use emitter::{
-    BodyWriter, EmitterBuilder, EmitterError, LastEventId, ReactiveFuture, ReactiveStream,
-    ResponseBodyEmitter, SseBroadcaster, SseEmitter, SseEmitterBuilder, SseEvent, SseEventBuilder,
-    SseEventError, StreamingResponseBody, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, DEFAULT_REPLAY,
+    BodyWriter, EmitterBuilder, EmitterError, ReactiveFuture, ReactiveStream, ResponseBodyEmitter,
+    SseBroadcaster, SseEmitter, SseEmitterBuilder, StreamingResponseBody, DEFAULT_CAPACITY,
+    DEFAULT_HEARTBEAT, DEFAULT_REPLAY,
 };
 pub use error::AsyncError;
 pub use executor::{
@@ -142,6 +143,7 @@ pub use layer::{AsyncSupport, AsyncSupportLayer, ResponseFuture};
 pub use limit::{AsyncLimit, AsyncLimitLayer, LimitFuture};
 pub use manager::{AsyncManager, AsyncMetrics};
 pub use serve::{serve, Serve, DEFAULT_HEADER_READ_TIMEOUT};
+pub use sse::{LastEventId, SseEvent, SseEventBuilder, SseEventError};
 pub use task::{Callable, WebAsyncTask};
 pub use tokio_util::sync::CancellationToken;
 

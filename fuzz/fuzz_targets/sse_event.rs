@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use arbitrary::Arbitrary;
 use async_mvc::{SseEvent, SseEventError};
-use async_mvc_fuzz::{normalize, parse, Dispatched};
+use sse_reference::{normalize, parse, Dispatched};
 use libfuzzer_sys::fuzz_target;
 
 /// A value for `json_data`: all of these serialize.

@@ -6,7 +6,8 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use super::{EmitterError, SseEmitter, SseEmitterBuilder, SseEvent, DEFAULT_CAPACITY};
+use super::{EmitterError, SseEmitter, SseEmitterBuilder, DEFAULT_CAPACITY};
+use crate::sse::SseEvent;
 
 /// The replay buffer of [`SseBroadcaster::new`]: none.
 pub const DEFAULT_REPLAY: usize = 0;

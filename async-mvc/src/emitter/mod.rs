@@ -3,8 +3,8 @@
 //!
 //! One concept per file: `channel.rs` (the bounded queue between an emitter handle and its
 //! body), `body.rs` (the response body and its lifecycle: timeout, heartbeat, disconnect),
-//! `response_body.rs` ([`ResponseBodyEmitter`]), `sse_event.rs` (the SSE wire format),
-//! `sse.rs` ([`SseEmitter`]), `broadcast.rs` ([`SseBroadcaster`]), `streaming.rs`
+//! `response_body.rs` ([`ResponseBodyEmitter`]), `sse.rs` ([`SseEmitter`]; the wire format is
+//! the crate's `sse` module), `broadcast.rs` ([`SseBroadcaster`]), `streaming.rs`
 //! ([`StreamingResponseBody`]) and `reactive.rs` ([`ReactiveStream`]).
 
 mod body;
@@ -13,7 +13,6 @@ mod channel;
 mod reactive;
 mod response_body;
 mod sse;
-mod sse_event;
 mod streaming;
 
 use std::{
@@ -28,10 +27,9 @@ pub use broadcast::{SseBroadcaster, DEFAULT_REPLAY};
 pub use reactive::{ReactiveFuture, ReactiveStream};
 pub use response_body::{EmitterBuilder, ResponseBodyEmitter, DEFAULT_CAPACITY};
 pub use sse::{SseEmitter, SseEmitterBuilder, DEFAULT_HEARTBEAT};
-pub use sse_event::{LastEventId, SseEvent, SseEventBuilder, SseEventError};
 pub use streaming::{BodyWriter, StreamingResponseBody};
 
-use crate::{guard::contain, AsyncError};
+use crate::{error::AsyncError, guard::contain, sse::SseEventError};
 use channel::{Channel, Next};
 
 /// Why a send to an emitter failed.

@@ -20,10 +20,11 @@ use serde::Serialize;
 
 use super::{
     sse::{sse_headers, DEFAULT_HEARTBEAT},
-    Source, SseEvent,
+    Source,
 };
 use crate::{
     manager::StreamSpec,
+    sse::SseEvent,
     work::{AsyncWork, ResponseFuture, StartAsync},
     AsyncManager, AsyncRequest, WebAsyncTask,
 };

@@ -11,9 +11,12 @@ use serde::Serialize;
 
 use super::{
     response_body::{encode, EmitterBuilder},
-    EmitterError, ResponseBodyEmitter, SseEvent, SseEventBuilder,
+    EmitterError, ResponseBodyEmitter,
 };
-use crate::AsyncError;
+use crate::{
+    error::AsyncError,
+    sse::{SseEvent, SseEventBuilder},
+};
 
 /// How often an idle SSE stream gets a heartbeat comment (`:\n\n`) unless configured: 15 s.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);

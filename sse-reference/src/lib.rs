@@ -1,10 +1,7 @@
-//! Helpers for the fuzz targets: an independent parser for the Server-Sent Events wire format,
-//! written from the WHATWG HTML standard, "Server-sent events", §9.2.6 "Interpreting an event
-//! stream" (the same algorithm as the test module of `async-mvc/src/emitter/sse_event.rs`, kept
-//! apart from the encoder under test).
-
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+//! Test support: an independent parser of the Server-Sent Events wire format, written from the
+//! WHATWG HTML standard, "Server-sent events", §9.2.6 "Interpreting an event stream" — kept
+//! apart from async-mvc's encoder under test, and shared by its unit tests (`src/sse`), the
+//! end-to-end tests and the fuzz targets, so that there is one reference, not several.
 
 /// One dispatched event, as a browser's `EventSource` would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
