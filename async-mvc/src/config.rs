@@ -6,15 +6,21 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use crate::{
-    interceptor::Interceptors, AsyncError, AsyncHandlerInterceptor, AsyncTaskExecutor,
-    CallableProcessingInterceptor, DeferredResultProcessingInterceptor, SseEvent,
+    error::AsyncError,
+    executor::AsyncTaskExecutor,
+    interceptor::{
+        AsyncHandlerInterceptor, CallableProcessingInterceptor,
+        DeferredResultProcessingInterceptor, Interceptors,
+    },
+    sse::SseEvent,
 };
 
 /// The default timeout of an async request: 30 seconds (Spring leaves it to the servlet
 /// container, whose usual default is 30 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-type ErrorResponder = dyn Fn(&AsyncError) -> Response + Send + Sync;
+/// A configured mapping from an [`AsyncError`] to its response.
+pub(crate) type ErrorResponder = dyn Fn(&AsyncError) -> Response + Send + Sync;
 
 /// Settings shared by every async request of a router: Spring MVC's `AsyncSupportConfigurer`.
 ///
@@ -43,15 +49,15 @@ type ErrorResponder = dyn Fn(&AsyncError) -> Response + Send + Sync;
 #[derive(Clone)]
 #[must_use]
 pub struct AsyncConfig {
-    pub(crate) default_timeout: Option<Duration>,
-    pub(crate) error_response: Option<Arc<ErrorResponder>>,
-    pub(crate) timeout_response: Option<Arc<ErrorResponder>>,
-    pub(crate) executor: Option<AsyncTaskExecutor>,
-    pub(crate) interceptors: Interceptors,
-    pub(crate) max_concurrent: Option<usize>,
-    pub(crate) retry_after: Duration,
-    pub(crate) shutdown_grace: Duration,
-    pub(crate) shutdown_event: Option<Bytes>,
+    default_timeout: Option<Duration>,
+    error_response: Option<Arc<ErrorResponder>>,
+    timeout_response: Option<Arc<ErrorResponder>>,
+    executor: Option<AsyncTaskExecutor>,
+    interceptors: Interceptors,
+    max_concurrent: Option<usize>,
+    retry_after: Duration,
+    shutdown_grace: Duration,
+    shutdown_event: Option<Bytes>,
 }
 
 /// How long a client refused for overload is told to wait: 1 s.
@@ -154,7 +160,7 @@ impl AsyncConfig {
     /// Adds a [`CallableProcessingInterceptor`]; they run in registration order (Spring's
     /// `registerCallableInterceptors`).
     pub fn callable_interceptor(mut self, interceptor: impl CallableProcessingInterceptor) -> Self {
-        self.interceptors.callable.push(Arc::new(interceptor));
+        self.interceptors.push_callable(Arc::new(interceptor));
         self
     }
 
@@ -164,19 +170,59 @@ impl AsyncConfig {
         mut self,
         interceptor: impl DeferredResultProcessingInterceptor,
     ) -> Self {
-        self.interceptors.deferred.push(Arc::new(interceptor));
+        self.interceptors.push_deferred(Arc::new(interceptor));
         self
     }
 
     /// Adds an [`AsyncHandlerInterceptor`], told whenever async processing starts.
     pub fn handler_interceptor(mut self, interceptor: impl AsyncHandlerInterceptor) -> Self {
-        self.interceptors.handler.push(Arc::new(interceptor));
+        self.interceptors.push_handler(Arc::new(interceptor));
         self
     }
 
     /// The configured default timeout; `None` means async requests wait forever by default.
     pub fn get_default_timeout(&self) -> Option<Duration> {
         self.default_timeout
+    }
+
+    /// The configured executor, if any.
+    pub(crate) fn get_executor(&self) -> Option<&AsyncTaskExecutor> {
+        self.executor.as_ref()
+    }
+
+    /// The registered interceptors.
+    pub(crate) fn get_interceptors(&self) -> &Interceptors {
+        &self.interceptors
+    }
+
+    /// The admission limit, if any.
+    pub(crate) fn get_max_concurrent(&self) -> Option<usize> {
+        self.max_concurrent
+    }
+
+    /// How long a refused client is told to wait.
+    pub(crate) fn get_retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// How long running tasks may finish once a shutdown begins.
+    pub(crate) fn get_shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// The encoded event an SSE stream ends with at shutdown, if any.
+    pub(crate) fn get_shutdown_event(&self) -> Option<&Bytes> {
+        self.shutdown_event.as_ref()
+    }
+
+    /// The mapping that renders `error`: the timeout response for a timeout, else the error
+    /// response; `None` for the error's own `IntoResponse`.
+    pub(crate) fn responder(&self, error: &AsyncError) -> Option<&ErrorResponder> {
+        match error {
+            AsyncError::Timeout { .. } => self.timeout_response.as_deref(),
+            _ => None,
+        }
+        .or(self.error_response.as_deref())
     }
 }
 

@@ -236,9 +236,50 @@ pub trait AsyncHandlerInterceptor: Send + Sync + 'static {
 /// The interceptors registered on an [`AsyncConfig`](crate::AsyncConfig).
 #[derive(Clone, Default)]
 pub(crate) struct Interceptors {
-    pub(crate) callable: Vec<Arc<dyn CallableProcessingInterceptor>>,
-    pub(crate) deferred: Vec<Arc<dyn DeferredResultProcessingInterceptor>>,
-    pub(crate) handler: Vec<Arc<dyn AsyncHandlerInterceptor>>,
+    callable: Vec<Arc<dyn CallableProcessingInterceptor>>,
+    deferred: Vec<Arc<dyn DeferredResultProcessingInterceptor>>,
+    handler: Vec<Arc<dyn AsyncHandlerInterceptor>>,
+}
+
+impl Interceptors {
+    pub(crate) fn push_callable(&mut self, interceptor: Arc<dyn CallableProcessingInterceptor>) {
+        self.callable.push(interceptor);
+    }
+
+    pub(crate) fn push_deferred(
+        &mut self,
+        interceptor: Arc<dyn DeferredResultProcessingInterceptor>,
+    ) {
+        self.deferred.push(interceptor);
+    }
+
+    pub(crate) fn push_handler(&mut self, interceptor: Arc<dyn AsyncHandlerInterceptor>) {
+        self.handler.push(interceptor);
+    }
+
+    /// The callable interceptors, in registration order.
+    pub(crate) fn callable(&self) -> &[Arc<dyn CallableProcessingInterceptor>] {
+        &self.callable
+    }
+
+    /// The deferred-result interceptors, in registration order.
+    pub(crate) fn deferred(&self) -> &[Arc<dyn DeferredResultProcessingInterceptor>] {
+        &self.deferred
+    }
+
+    /// Tells every [`AsyncHandlerInterceptor`] that async processing started.
+    pub(crate) fn concurrent_handling_started(&self, request: &AsyncRequest) {
+        for interceptor in &self.handler {
+            contain("after_concurrent_handling_started", || {
+                interceptor.after_concurrent_handling_started(request)
+            });
+        }
+    }
+
+    /// Whether any `AsyncHandlerInterceptor` is registered.
+    pub(crate) fn has_handler_interceptors(&self) -> bool {
+        !self.handler.is_empty()
+    }
 }
 
 impl fmt::Debug for Interceptors {
@@ -273,15 +314,6 @@ pub(crate) fn hook_option(
 /// The response a panicking hook or result-supplying callback gives: `500`.
 pub(crate) fn panic_response() -> Response {
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
-/// Tells every [`AsyncHandlerInterceptor`] that async processing started.
-pub(crate) fn concurrent_handling_started(interceptors: &Interceptors, request: &AsyncRequest) {
-    for interceptor in &interceptors.handler {
-        contain("after_concurrent_handling_started", || {
-            interceptor.after_concurrent_handling_started(request)
-        });
-    }
 }
 
 /// Callable `pre_process` hooks in order; returns how many succeeded and the first failure.

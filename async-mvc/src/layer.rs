@@ -19,7 +19,7 @@ use crate::{
     guard::contain,
     interceptor::AsyncRequest,
     manager::AsyncManager,
-    work::{AsyncWork, ResponseFuture as AsyncResponseFuture, StartAsync, WrapperParts},
+    work::{AsyncWork, StartAsync, WorkFuture, WrapperParts},
 };
 
 /// A tower [`Layer`] that gives the routes it wraps async support: a `DeferredResult` (or any
@@ -120,7 +120,7 @@ enum State<F> {
         request: Option<AsyncRequest>,
     },
     Async {
-        future: AsyncResponseFuture,
+        future: WorkFuture,
         parts: Option<WrapperParts>,
     },
 }
@@ -177,7 +177,7 @@ where
                     let future = if span.is_disabled() {
                         future
                     } else {
-                        AsyncResponseFuture::waiting(tracing::Instrument::instrument(future, span))
+                        WorkFuture::waiting(tracing::Instrument::instrument(future, span))
                     };
                     // Frees the handler's finished future.
                     *state = State::Async { future, parts };

@@ -24,7 +24,7 @@ use http_body::Frame;
 use tower::{Layer, Service};
 
 use crate::{
-    work::{AsyncWork, ResponseFuture, StartAsync},
+    work::{AsyncWork, StartAsync, WorkFuture},
     AsyncError, AsyncManager, AsyncRequest, DEFAULT_RETRY_AFTER,
 };
 
@@ -193,7 +193,7 @@ struct WithPermit {
 }
 
 impl StartAsync for WithPermit {
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let WithPermit { work, permit } = self;
         work.start(manager, request)
             .map(move |response| with_permit(response, permit))

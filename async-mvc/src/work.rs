@@ -28,45 +28,43 @@ use crate::{AsyncError, AsyncManager, AsyncRequest};
 
 /// The future that produces an async request's response: already known (no allocation), or
 /// waiting.
-pub(crate) enum ResponseFuture {
+pub(crate) enum WorkFuture {
     Ready(Option<Response>),
     Waiting(Pin<Box<dyn Future<Output = Response> + Send>>),
 }
 
-impl ResponseFuture {
+impl WorkFuture {
     /// A response that is already known.
     pub(crate) fn ready(response: Response) -> Self {
-        ResponseFuture::Ready(Some(response))
+        WorkFuture::Ready(Some(response))
     }
 
     /// A response that `future` produces.
     pub(crate) fn waiting(future: impl Future<Output = Response> + Send + 'static) -> Self {
-        ResponseFuture::Waiting(Box::pin(future))
+        WorkFuture::Waiting(Box::pin(future))
     }
 
     /// The response, passed through `f` once it is known.
     pub(crate) fn map(self, f: impl FnOnce(Response) -> Response + Send + 'static) -> Self {
         match self {
-            ResponseFuture::Ready(response) => ResponseFuture::Ready(response.map(f)),
-            ResponseFuture::Waiting(future) => {
-                ResponseFuture::waiting(async move { f(future.await) })
-            }
+            WorkFuture::Ready(response) => WorkFuture::Ready(response.map(f)),
+            WorkFuture::Waiting(future) => WorkFuture::waiting(async move { f(future.await) }),
         }
     }
 }
 
-impl Future for ResponseFuture {
+impl Future for WorkFuture {
     type Output = Response;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         match self.get_mut() {
             // Taken only once: the layer does not poll a finished future.
-            ResponseFuture::Ready(response) => Poll::Ready(
+            WorkFuture::Ready(response) => Poll::Ready(
                 response
                     .take()
                     .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             ),
-            ResponseFuture::Waiting(future) => future.as_mut().poll(cx),
+            WorkFuture::Waiting(future) => future.as_mut().poll(cx),
         }
     }
 }
@@ -75,20 +73,20 @@ impl Future for ResponseFuture {
 pub(crate) trait StartAsync: Send + 'static {
     /// Begins async processing of `request` under `manager`; the future resolves to the final
     /// response.
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture;
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture;
 }
 
 /// The shared slot behind [`AsyncWork`], type-erased; one allocation holds it and the work.
 trait Slot: Send + Sync {
     /// Starts the work, unless a clone of the extension already took it.
-    fn start(&self, manager: AsyncManager, request: AsyncRequest) -> Option<ResponseFuture>;
+    fn start(&self, manager: AsyncManager, request: AsyncRequest) -> Option<WorkFuture>;
 
     /// Whether the work was taken.
     fn is_taken(&self) -> bool;
 }
 
 impl<W: StartAsync> Slot for Mutex<Option<W>> {
-    fn start(&self, manager: AsyncManager, request: AsyncRequest) -> Option<ResponseFuture> {
+    fn start(&self, manager: AsyncManager, request: AsyncRequest) -> Option<WorkFuture> {
         let work = self.lock().unwrap_or_else(PoisonError::into_inner).take()?;
         Some(work.start(manager, request))
     }
@@ -108,10 +106,10 @@ impl<W: StartAsync> Slot for Mutex<Option<W>> {
 pub(crate) struct AsyncWork(Arc<dyn Slot>);
 
 impl StartAsync for AsyncWork {
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         self.0
             .start(manager, request)
-            .unwrap_or_else(|| ResponseFuture::ready(AsyncError::NotSupported.into_response()))
+            .unwrap_or_else(|| WorkFuture::ready(AsyncError::NotSupported.into_response()))
     }
 }
 
@@ -235,7 +233,7 @@ struct WithContentType {
 }
 
 impl StartAsync for WithContentType {
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let WithContentType { work, content_type } = self;
         let request = request.with_produces(Some(content_type.clone()));
         work.start(manager, request).map(move |mut response| {

@@ -27,7 +27,8 @@ use tokio::{
 
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::{manager::StreamLifecycle, AsyncError};
+use super::lifecycle::StreamLifecycle;
+use crate::error::AsyncError;
 
 /// Where a streaming body's bytes come from.
 pub(crate) trait Source: Send + 'static {

@@ -10,6 +10,7 @@
 mod body;
 mod broadcast;
 mod channel;
+mod lifecycle;
 mod reactive;
 mod response_body;
 mod sse;
@@ -22,7 +23,7 @@ use std::{
 
 use bytes::Bytes;
 
-pub(crate) use body::{OnShutdown, Source, StreamBody};
+pub(crate) use body::Source;
 pub use broadcast::{SseBroadcaster, DEFAULT_REPLAY};
 pub use reactive::{ReactiveFuture, ReactiveStream};
 pub use response_body::{EmitterBuilder, ResponseBodyEmitter, DEFAULT_CAPACITY};

@@ -19,13 +19,13 @@ use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use super::{
+    lifecycle,
     sse::{sse_headers, DEFAULT_HEARTBEAT},
     Source,
 };
 use crate::{
-    manager::StreamSpec,
     sse::SseEvent,
-    work::{AsyncWork, ResponseFuture, StartAsync},
+    work::{AsyncWork, StartAsync, WorkFuture},
     AsyncManager, AsyncRequest, WebAsyncTask,
 };
 
@@ -352,7 +352,7 @@ impl IntoResponse for ReactiveStream {
 }
 
 impl StartAsync for ReactiveStream {
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let ReactiveStream { kind, elements } = self;
         let (headers, heartbeat, frames): (
             HeaderMap,
@@ -398,9 +398,10 @@ impl StartAsync for ReactiveStream {
                 (content_type_header(content_type), None, text)
             }
         };
-        let response = manager.stream_response(
+        let response = lifecycle::stream_response(
+            &manager,
             &request,
-            StreamSpec {
+            lifecycle::StreamSpec {
                 source: Box::new(StreamSource {
                     frames,
                     stopped: false,
@@ -411,7 +412,7 @@ impl StartAsync for ReactiveStream {
                 heartbeat,
             },
         );
-        ResponseFuture::ready(response)
+        WorkFuture::ready(response)
     }
 }
 

@@ -9,11 +9,10 @@ use serde::Serialize;
 
 use super::{
     channel::{Channel, Closed},
-    EmitterError, EmitterSource,
+    lifecycle, EmitterError, EmitterSource,
 };
 use crate::{
-    manager::StreamSpec,
-    work::{AsyncWork, ResponseFuture, StartAsync},
+    work::{AsyncWork, StartAsync, WorkFuture},
     AsyncError, AsyncManager, AsyncRequest,
 };
 
@@ -36,7 +35,7 @@ impl Timeout {
     /// The timeout to apply under `manager`; `None` for none.
     pub(crate) fn resolve(self, manager: &AsyncManager) -> Option<Duration> {
         match self {
-            Timeout::Default => manager.config().default_timeout,
+            Timeout::Default => manager.config().get_default_timeout(),
             Timeout::Never => None,
             Timeout::After(after) => Some(after),
         }
@@ -326,21 +325,22 @@ struct EmitterStart {
 }
 
 impl StartAsync for EmitterStart {
-    fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let Some(emitter) = self.emitter.take() else {
-            return ResponseFuture::ready(AsyncError::NotSupported.into_response());
+            return WorkFuture::ready(AsyncError::NotSupported.into_response());
         };
         let timeout = emitter.timeout.resolve(&manager);
-        let response = manager.stream_response(
+        let response = lifecycle::stream_response(
+            &manager,
             &request,
-            StreamSpec {
+            lifecycle::StreamSpec {
                 source: Box::new(EmitterSource(emitter.channel)),
                 headers: std::mem::take(&mut self.headers),
                 timeout,
                 heartbeat: self.heartbeat.take(),
             },
         );
-        ResponseFuture::ready(response)
+        WorkFuture::ready(response)
     }
 }
 

@@ -23,10 +23,9 @@ use tokio::{
 };
 use tokio_util::io::ReaderStream;
 
-use super::{response_body::Timeout, Source};
+use super::{lifecycle, response_body::Timeout, Source};
 use crate::{
-    manager::StreamSpec,
-    work::{AsyncWork, ResponseFuture, StartAsync},
+    work::{AsyncWork, StartAsync, WorkFuture},
     AsyncError, AsyncManager, AsyncRequest,
 };
 
@@ -140,13 +139,14 @@ impl IntoResponse for StreamingResponseBody {
 }
 
 impl StartAsync for StreamingResponseBody {
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let (pipe, reader) = tokio::io::duplex(PIPE_BYTES);
         let task = tokio::spawn((self.writer)(BodyWriter { pipe }));
         let timeout = self.timeout.resolve(&manager);
-        let response = manager.stream_response(
+        let response = lifecycle::stream_response(
+            &manager,
             &request,
-            StreamSpec {
+            lifecycle::StreamSpec {
                 source: Box::new(WriterSource {
                     reader: ReaderStream::new(reader),
                     task: Some(task),
@@ -157,7 +157,7 @@ impl StartAsync for StreamingResponseBody {
                 heartbeat: None,
             },
         );
-        ResponseFuture::ready(response)
+        WorkFuture::ready(response)
     }
 }
 

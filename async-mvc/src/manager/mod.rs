@@ -1,14 +1,8 @@
-//! [`AsyncManager`]: drives every async request of a router (Spring's `WebAsyncManager`).
-//!
-//! One file per kind of async value: `deferred.rs` for [`DeferredResult`](crate::DeferredResult),
-//! `task.rs` for [`Callable`](crate::Callable) and [`WebAsyncTask`](crate::WebAsyncTask),
-//! `stream.rs` for emitters and streams.
-
-mod deferred;
-mod stream;
-mod task;
-
-pub(crate) use stream::{StreamLifecycle, StreamSpec};
+//! [`AsyncManager`]: the services every async request of a router uses (Spring's
+//! `WebAsyncManager`): admission, counters, shutdown, the interceptor chains, the error
+//! mapping. Each kind of async value drives its own lifecycle on top of them
+//! (`deferred_result/lifecycle.rs`, `task/lifecycle.rs`, `emitter/lifecycle.rs`); the manager
+//! knows none of them.
 
 use std::{
     fmt,
@@ -24,8 +18,12 @@ use tokio_util::sync::CancellationToken;
 use crate::guard::contain;
 
 use crate::{
-    AsyncConfig, AsyncError, AsyncTaskExecutor, CallableProcessingInterceptor,
-    DeferredResultProcessingInterceptor,
+    config::AsyncConfig,
+    error::AsyncError,
+    executor::AsyncTaskExecutor,
+    interceptor::{
+        AsyncRequest, CallableProcessingInterceptor, DeferredResultProcessingInterceptor,
+    },
 };
 
 /// The engine behind every async request of a router: Spring MVC's `WebAsyncManager` together
@@ -103,13 +101,23 @@ impl AsyncManager {
     /// A manager with `config`.
     pub fn new(config: AsyncConfig) -> Self {
         let executor = OnceLock::new();
-        if let Some(configured) = &config.executor {
+        if let Some(configured) = config.get_executor() {
             let _ = executor.set(configured.clone());
         }
         AsyncManager {
             inner: Arc::new(Inner {
-                callable: config.interceptors.callable.iter().cloned().collect(),
-                deferred: config.interceptors.deferred.iter().cloned().collect(),
+                callable: config
+                    .get_interceptors()
+                    .callable()
+                    .iter()
+                    .cloned()
+                    .collect(),
+                deferred: config
+                    .get_interceptors()
+                    .deferred()
+                    .iter()
+                    .cloned()
+                    .collect(),
                 executor,
                 config,
                 counters: Counters::default(),
@@ -175,7 +183,7 @@ impl AsyncManager {
         );
         self.inner.shutdown.cancel();
         let manager = self.clone();
-        let grace = self.config().shutdown_grace;
+        let grace = self.config().get_shutdown_grace();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 tokio::select! {
@@ -237,54 +245,117 @@ impl AsyncManager {
 
     /// Renders an error the manager produced, through the configured mapping.
     pub(crate) fn error_response(&self, error: &AsyncError) -> Response {
-        let config = self.config();
-        let respond = match error {
-            AsyncError::Timeout { .. } => config.timeout_response.as_ref(),
-            _ => None,
-        }
-        .or(config.error_response.as_ref());
-        match respond {
+        match self.config().responder(error) {
             Some(respond) => contain("AsyncConfig::error_response", || respond(error))
                 .unwrap_or_else(|| error.clone().into_response()),
             None => error.clone().into_response(),
         }
     }
 
-    fn count(&self, counter: impl Fn(&Counters) -> &AtomicU64) {
-        counter(&self.inner.counters).fetch_add(1, Ordering::Relaxed);
+    /// Counts one async request as `what`.
+    pub(crate) fn count(&self, what: Count) {
+        let counters = &self.inner.counters;
+        let counter = match what {
+            Count::Completed => &counters.completed,
+            Count::TimedOut => &counters.timed_out,
+            Count::Disconnected => &counters.disconnected,
+            Count::Rejected => &counters.rejected,
+            Count::Error => &counters.errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The registered `CallableProcessingInterceptor`s, in order.
+    pub(crate) fn callable_interceptors(&self) -> &Arc<[Arc<dyn CallableProcessingInterceptor>]> {
+        &self.inner.callable
+    }
+
+    /// The registered `DeferredResultProcessingInterceptor`s, in order.
+    pub(crate) fn deferred_interceptors(&self) -> &[Arc<dyn DeferredResultProcessingInterceptor>] {
+        &self.inner.deferred
+    }
+
+    /// Tells every `AsyncHandlerInterceptor` that async processing of `request` started.
+    pub(crate) fn concurrent_handling_started(&self, request: &AsyncRequest) {
+        self.config()
+            .get_interceptors()
+            .concurrent_handling_started(request);
+    }
+
+    /// Whether a result that is already known may be rendered at once, without the request
+    /// head and without admission: no interceptor wants the head, no admission limit applies
+    /// and no shutdown is under way. The value type then completes on the spot; otherwise it
+    /// takes its general path, which gives the same response.
+    pub(crate) fn completes_at_once(&self) -> bool {
+        let config = self.config();
+        self.inner.deferred.is_empty()
+            && !config.get_interceptors().has_handler_interceptors()
+            && config.get_max_concurrent().is_none()
+            && !self.is_shutting_down()
+    }
+
+    /// Admits one more async request, unless the manager is shutting down or
+    /// [`AsyncConfig::max_concurrent`] are already in flight (counted as rejected).
+    pub(crate) fn admit(self) -> Result<Pending, Refused> {
+        Pending::admit(self)
+    }
+}
+
+/// What [`AsyncManager::count`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// Ended with a response: a value, an error value, a timeout or error response.
+    Completed,
+    /// Its timeout fired.
+    TimedOut,
+    /// The client left while it was pending.
+    Disconnected,
+    /// Refused with `503`.
+    Rejected,
+    /// A task panicked, or a stream was aborted by an error.
+    Error,
 }
 
 /// Counts one async request as pending from admission until drop; holds its manager.
 pub(crate) struct Pending(AsyncManager);
 
-/// An async request [`Pending::admit`] refused, with its manager back.
+/// An async request [`AsyncManager::admit`] refused: why, and the manager back.
 pub(crate) struct Refused {
-    pub(crate) manager: AsyncManager,
-    pub(crate) error: AsyncError,
+    manager: AsyncManager,
+    error: AsyncError,
+}
+
+impl Refused {
+    /// Why it was refused: [`AsyncError::ShuttingDown`] or [`AsyncError::Overloaded`].
+    pub(crate) fn error(&self) -> &AsyncError {
+        &self.error
+    }
+
+    /// The refusal as a response, through the configured mapping.
+    pub(crate) fn response(&self) -> Response {
+        self.manager.error_response(&self.error)
+    }
 }
 
 impl Pending {
-    /// Admits one more async request, unless the manager is shutting down or
-    /// [`AsyncConfig::max_concurrent`] are already in flight.
-    pub(crate) fn admit(manager: AsyncManager) -> Result<Pending, Refused> {
+    fn admit(manager: AsyncManager) -> Result<Pending, Refused> {
         if manager.is_shutting_down() {
-            manager.count(|c| &c.rejected);
+            manager.count(Count::Rejected);
             let error = AsyncError::ShuttingDown;
             return Err(Refused { manager, error });
         }
         let counters = &manager.inner.counters;
         let in_flight = counters.pending.fetch_add(1, Ordering::AcqRel);
         let pending = Pending(manager);
-        match pending.0.config().max_concurrent {
+        match pending.0.config().get_max_concurrent() {
             Some(limit) if in_flight >= limit as u64 => {
                 let manager = pending.0.clone();
                 drop(pending);
-                manager.count(|c| &c.rejected);
+                manager.count(Count::Rejected);
                 tracing::warn!(limit, "async request refused: too many in flight");
                 let error = AsyncError::Overloaded {
                     limit,
-                    retry_after: manager.config().retry_after,
+                    retry_after: manager.config().get_retry_after(),
                 };
                 Err(Refused { manager, error })
             }

@@ -2,27 +2,33 @@
 //! `WebAsyncTask` return values.
 //!
 //! The path of one request: the handler returns the task; its [`IntoResponse`] hands it to the
-//! router's manager (`work.rs`); the manager runs it on the [`AsyncTaskExecutor`] (a blocking
-//! closure) or on the server's runtime (a future), under its timeout, with the interceptors
-//! (`manager/task.rs`); its value is rendered as if the handler had returned it.
+//! router's layer (`work.rs`, `layer.rs`); its lifecycle (`lifecycle.rs`) runs it on the
+//! [`AsyncTaskExecutor`] (a blocking closure) or on the server's runtime (a future), under its
+//! timeout, with the interceptors, on the manager's services; its value is rendered as if the
+//! handler had returned it.
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
+mod lifecycle;
+
 use crate::{
-    work::{AsyncWork, ResponseFuture, StartAsync},
-    AsyncError, AsyncManager, AsyncRequest, AsyncTaskExecutor,
+    error::AsyncError,
+    executor::AsyncTaskExecutor,
+    interceptor::AsyncRequest,
+    manager::AsyncManager,
+    work::{AsyncWork, StartAsync, WorkFuture},
 };
 
 type BlockingWork<T> = Box<dyn FnOnce(CancellationToken) -> T + Send>;
 /// A task's `on_error`: the value to send instead of the error, if any.
-pub(crate) type ErrorFallback<T> = Box<dyn FnOnce(&AsyncError) -> Option<T> + Send>;
+type ErrorFallback<T> = Box<dyn FnOnce(&AsyncError) -> Option<T> + Send>;
 type AsyncWorkFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The work a task does.
-pub(crate) enum Work<T> {
+enum Work<T> {
     /// Runs on an executor thread; the token is cancelled when the request no longer wants it.
     Blocking(BlockingWork<T>),
     /// Runs on the server's runtime, inside the request's own future; dropped on timeout.
@@ -119,12 +125,12 @@ impl<T> Callable<T> {
 /// ```
 #[must_use]
 pub struct WebAsyncTask<T> {
-    pub(crate) work: Work<T>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) executor: Option<AsyncTaskExecutor>,
-    pub(crate) on_timeout: Option<Box<dyn FnOnce() -> T + Send>>,
-    pub(crate) on_error: Option<ErrorFallback<T>>,
-    pub(crate) on_completion: Option<Box<dyn FnOnce() + Send>>,
+    work: Work<T>,
+    timeout: Option<Duration>,
+    executor: Option<AsyncTaskExecutor>,
+    on_timeout: Option<Box<dyn FnOnce() -> T + Send>>,
+    on_error: Option<ErrorFallback<T>>,
+    on_completion: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<T> WebAsyncTask<T> {
@@ -258,7 +264,7 @@ impl<T> StartAsync for WebAsyncTask<T>
 where
     T: IntoResponse + Send + 'static,
 {
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> ResponseFuture {
-        ResponseFuture::waiting(manager.run_task(request, self))
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
+        WorkFuture::waiting(lifecycle::run(manager, request, self))
     }
 }

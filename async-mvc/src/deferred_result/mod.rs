@@ -1,10 +1,12 @@
 //! [`DeferredResult`]: a result that another task or thread supplies later.
 //!
 //! The path of one request:
-//! 1. the handler returns a `DeferredResult`; its [`IntoResponse`] hands it to the router's
-//!    [`AsyncManager`](crate::AsyncManager) through a response extension (`work.rs`);
-//! 2. the manager waits for [`set_result`](DeferredResult::set_result), the timeout or a client
-//!    disconnect, and runs the callbacks in Spring's order (`manager.rs`);
+//! 1. the handler returns a `DeferredResult`; its [`IntoResponse`] completes at once when the
+//!    value is already set and the lent manager allows it (`context.rs`), else hands it to the
+//!    router's layer through a response extension (`work.rs`, `layer.rs`);
+//! 2. its lifecycle (`lifecycle.rs`) waits for [`set_result`](DeferredResult::set_result), the
+//!    timeout or a client disconnect, and runs the callbacks in Spring's order, on the
+//!    manager's services (admission, counters, interceptors, shutdown);
 //! 3. the value is rendered exactly as if the handler had returned it.
 
 use std::{
@@ -18,10 +20,15 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 
-use crate::guard::contain;
+mod lifecycle;
+
 use crate::{
-    work::{AsyncWork, StartAsync},
-    AsyncError, AsyncManager, AsyncRequest,
+    context,
+    error::AsyncError,
+    guard::contain,
+    interceptor::AsyncRequest,
+    manager::AsyncManager,
+    work::{AsyncWork, StartAsync, WorkFuture},
 };
 
 /// A result that is produced later, from any task or thread: Spring MVC's `DeferredResult`.
@@ -98,7 +105,7 @@ pub struct DeferredResult<T, E = Response> {
 type Callback = Box<dyn FnOnce() + Send>;
 type ErrorCallback = Box<dyn FnOnce(&AsyncError) + Send>;
 
-pub(crate) struct Shared<T, E> {
+struct Shared<T, E> {
     /// `None`: the manager's default timeout applies.
     timeout: Option<Duration>,
     state: Mutex<State<T, E>>,
@@ -290,12 +297,12 @@ impl<T, E> Shared<T, E> {
     }
 
     /// The timeout to apply: this result's own, else the manager's default.
-    pub(crate) fn effective_timeout(&self, default: Option<Duration>) -> Option<Duration> {
+    fn effective_timeout(&self, default: Option<Duration>) -> Option<Duration> {
         self.timeout.or(default)
     }
 
     /// Ready with the value once one is set; otherwise registers the waker.
-    pub(crate) fn poll_value(&self, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
+    fn poll_value(&self, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
         let mut state = self.lock();
         if let Some(value) = state.value.take() {
             return Poll::Ready(value);
@@ -308,17 +315,17 @@ impl<T, E> Shared<T, E> {
     }
 
     /// Takes a value that is already set, without waiting.
-    pub(crate) fn take_value(&self) -> Option<Result<T, E>> {
+    fn take_value(&self) -> Option<Result<T, E>> {
         self.lock().value.take()
     }
 
-    pub(crate) fn take_on_timeout(&self) -> Option<Callback> {
+    fn take_on_timeout(&self) -> Option<Callback> {
         self.lock().on_timeout.take()
     }
 
     /// After `on_timeout` ran: the value it (or a racing setter) set, else the timeout result.
     /// Either way the result is set or expired afterwards.
-    pub(crate) fn resolve_timeout(&self) -> TimeoutOutcome<T, E> {
+    fn resolve_timeout(&self) -> TimeoutOutcome<T, E> {
         let supplier = {
             let mut state = self.lock();
             if let Some(value) = state.value.take() {
@@ -345,7 +352,7 @@ impl<T, E> Shared<T, E> {
 
     /// The client is gone (or processing never started): expires the result and returns the
     /// `on_error` callback to run. Wakes a task awaiting the result: it gets `None`.
-    pub(crate) fn expire(&self) -> Option<ErrorCallback> {
+    fn expire(&self) -> Option<ErrorCallback> {
         let (on_error, waker) = {
             let mut state = self.lock();
             if state.phase == Phase::Waiting {
@@ -362,7 +369,7 @@ impl<T, E> Shared<T, E> {
 
     /// Marks the request completed and returns `on_completion`. Drops every other callback,
     /// which breaks the reference cycle of a callback that captured a clone of its own handle.
-    pub(crate) fn complete(&self) -> Option<Callback> {
+    fn complete(&self) -> Option<Callback> {
         let mut state = self.lock();
         state.completed = true;
         state.on_timeout = None;
@@ -374,7 +381,7 @@ impl<T, E> Shared<T, E> {
 }
 
 /// What a fired timeout resolved to.
-pub(crate) enum TimeoutOutcome<T, E> {
+enum TimeoutOutcome<T, E> {
     /// A value set by `on_timeout`, a racing setter, or the fixed timeout result.
     Value(Result<T, E>),
     /// The lazily computed timeout result; call it outside any lock.
@@ -467,7 +474,7 @@ where
         // Set before the handler returned, under an async support layer: complete right here,
         // without the hand-off to the layer (which would give the same response).
         if let Some(Some(response)) =
-            crate::context::with_lent(|manager| manager.deferred_at_once(&self.shared))
+            context::with_lent(|manager| lifecycle::complete_at_once(manager, &self.shared))
         {
             return response;
         }
@@ -488,14 +495,10 @@ where
     T: IntoResponse + Send + 'static,
     E: IntoResponse + Send + 'static,
 {
-    fn start(
-        mut self,
-        manager: AsyncManager,
-        request: AsyncRequest,
-    ) -> crate::work::ResponseFuture {
+    fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         match self.shared.take() {
-            Some(shared) => manager.run_deferred(request, shared),
-            None => crate::work::ResponseFuture::ready(AsyncError::NotSupported.into_response()),
+            Some(shared) => lifecycle::run(manager, request, shared),
+            None => WorkFuture::ready(AsyncError::NotSupported.into_response()),
         }
     }
 }
