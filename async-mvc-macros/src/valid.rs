@@ -16,10 +16,9 @@ impl Input {
     /// an impl the `Controller` trait can be implemented for (an inherent impl without
     /// generics), whatever its routes look like.
     pub(crate) fn validate(&self, errors: &mut Errors) -> bool {
-        let input = self;
-        let implementable = check_item(input, errors);
+        let implementable = check_item(self, errors);
 
-        let base = input.args.as_ref().and_then(|args| args.path.as_ref());
+        let base = self.args.as_ref().and_then(|args| args.path.as_ref());
         let base_ok = match base {
             Some(lit) => match check_controller_path(&lit.value()) {
                 Ok(()) => true,
@@ -36,7 +35,7 @@ impl Input {
             base => base.map(LitStr::value),
         };
 
-        for attr in &input.misplaced {
+        for attr in &self.misplaced {
             errors.push(syn::Error::new_spanned(attr, MISPLACED_ROUTE));
         }
 
@@ -45,8 +44,8 @@ impl Input {
         // alternatives, not duplicates.
         let mut seen: HashMap<(String, String), Vec<Mapped<'_>>> = HashMap::new();
         let mut shapes: HashMap<(String, String), (String, &syn::Ident)> = HashMap::new();
-        let has_state = input.args.as_ref().is_some_and(|args| args.state.is_some());
-        for route in &input.routes {
+        let has_state = self.args.as_ref().is_some_and(|args| args.state.is_some());
+        for route in &self.routes {
             check_signature(route, errors);
             if !has_state {
                 check_no_state_extractor(route, errors);

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use crate::{inherited::InheritedAsyncSupportLayer, AsyncManager, AsyncSupportLayer};
+use crate::{
+    inherited::InheritedAsyncSupportLayer, layer::AsyncSupportLayer, manager::AsyncManager,
+};
 
 /// A struct whose methods serve routes for a router with state `S`: what `#[async_controller]`
 /// implements for an `impl` block (Spring MVC's `@Controller` with `@RequestMapping` methods).

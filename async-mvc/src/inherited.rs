@@ -97,7 +97,10 @@ mod tests {
     use tower::ServiceExt;
 
     use super::InheritedAsyncSupportLayer;
-    use crate::{AsyncConfig, AsyncManager, DeferredResult, RouterExt};
+    use crate::{
+        config::AsyncConfig, controller::RouterExt, deferred_result::DeferredResult,
+        manager::AsyncManager,
+    };
 
     /// A route whose handler parks its `DeferredResult` in `parked`, under the inherited layer.
     fn parking_route(parked: &Arc<Mutex<Vec<DeferredResult<String>>>>) -> Router {

@@ -219,7 +219,10 @@ mod tests {
     use http::StatusCode;
     use tower::ServiceExt;
 
-    use crate::{AsyncConfig, AsyncManager, DeferredResult, RouterExt};
+    use crate::{
+        config::AsyncConfig, controller::RouterExt, deferred_result::DeferredResult,
+        manager::AsyncManager,
+    };
 
     async fn call(app: Router, path: &str) -> (StatusCode, String) {
         let request = axum::extract::Request::get(path)

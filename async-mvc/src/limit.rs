@@ -24,8 +24,11 @@ use http_body::Frame;
 use tower::{Layer, Service};
 
 use crate::{
+    config::DEFAULT_RETRY_AFTER,
+    error::AsyncError,
+    interceptor::AsyncRequest,
+    manager::AsyncManager,
     work::{AsyncWork, StartAsync, WorkFuture},
-    AsyncError, AsyncManager, AsyncRequest, DEFAULT_RETRY_AFTER,
 };
 
 /// Limits the requests in flight on the routes it wraps: over the limit, a request is refused

@@ -24,7 +24,7 @@ use axum::{
 };
 use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode};
 
-use crate::{AsyncError, AsyncManager, AsyncRequest};
+use crate::{error::AsyncError, interceptor::AsyncRequest, manager::AsyncManager};
 
 /// The future that produces an async request's response: already known (no allocation), or
 /// waiting.

@@ -88,9 +88,19 @@ pub(crate) struct StreamBody {
 
 /// What a streaming body does when a graceful shutdown begins.
 pub(crate) struct OnShutdown {
-    pub(crate) signal: WaitForCancellationFutureOwned,
+    signal: WaitForCancellationFutureOwned,
     /// Written after what is queued, before the stream ends.
-    pub(crate) final_frame: Option<Bytes>,
+    final_frame: Option<Bytes>,
+}
+
+impl OnShutdown {
+    /// End when `signal` resolves, with `final_frame` (if any) after what is queued.
+    pub(super) fn new(signal: WaitForCancellationFutureOwned, final_frame: Option<Bytes>) -> Self {
+        OnShutdown {
+            signal,
+            final_frame,
+        }
+    }
 }
 
 impl StreamBody {

@@ -6,7 +6,11 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use super::{EmitterError, SseEmitter, SseEmitterBuilder, DEFAULT_CAPACITY};
+use super::{
+    response_body::DEFAULT_CAPACITY,
+    sse::{SseEmitter, SseEmitterBuilder},
+    EmitterError,
+};
 use crate::sse::SseEvent;
 
 /// The replay buffer of [`SseBroadcaster::new`]: none.
@@ -96,7 +100,7 @@ impl SseBroadcaster {
     #[must_use]
     pub fn subscriber_settings(mut self, builder: SseEmitterBuilder) -> Self {
         let least = DEFAULT_CAPACITY + self.lock().replay_capacity;
-        let capacity = builder.emitter.capacity.max(least);
+        let capacity = builder.buffer_capacity().max(least);
         self.subscriber = builder.capacity(capacity);
         self
     }

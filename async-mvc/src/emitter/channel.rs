@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::EmitterError;
-use crate::AsyncError;
+use crate::error::AsyncError;
 
 type Callback = Box<dyn FnOnce() + Send>;
 type ErrorCallback = Box<dyn FnOnce(&AsyncError) + Send>;

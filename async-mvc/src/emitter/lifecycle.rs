@@ -57,14 +57,14 @@ pub(super) fn stream_response(
         manager: manager.clone(),
         path: request.path().to_owned(),
     };
-    let on_shutdown = OnShutdown {
-        signal: manager.shutdown_token().clone().cancelled_owned(),
-        final_frame: manager
+    let on_shutdown = OnShutdown::new(
+        manager.shutdown_token().clone().cancelled_owned(),
+        manager
             .config()
             .get_shutdown_event()
             .cloned()
             .filter(|_| sse),
-    };
+    );
     let body = StreamBody::new(
         spec.source,
         lifecycle,

@@ -84,7 +84,13 @@ impl EmitterError {
 }
 
 /// An emitter's channel as the source of its response body.
-pub(crate) struct EmitterSource(pub(crate) Arc<Channel>);
+pub(crate) struct EmitterSource(Arc<Channel>);
+
+impl EmitterSource {
+    pub(crate) fn new(channel: Arc<Channel>) -> Self {
+        EmitterSource(channel)
+    }
+}
 
 impl Source for EmitterSource {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {

@@ -19,14 +19,16 @@ use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use super::{
+    body::Source,
     lifecycle,
     sse::{sse_headers, DEFAULT_HEARTBEAT},
-    Source,
 };
 use crate::{
+    interceptor::AsyncRequest,
+    manager::AsyncManager,
     sse::SseEvent,
+    task::WebAsyncTask,
     work::{AsyncWork, StartAsync, WorkFuture},
-    AsyncManager, AsyncRequest, WebAsyncTask,
 };
 
 /// One stream item, converted once.
@@ -468,7 +470,7 @@ impl Source for StreamSource {
         self.stopped = true;
     }
 
-    fn finish(&mut self, _failure: Option<&crate::AsyncError>) {
+    fn finish(&mut self, _failure: Option<&crate::error::AsyncError>) {
         // Dropping the stream cancels its producer.
         self.stopped = true;
         self.frames = futures::stream::empty().boxed();

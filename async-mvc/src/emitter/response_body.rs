@@ -12,8 +12,10 @@ use super::{
     lifecycle, EmitterError, EmitterSource,
 };
 use crate::{
+    error::AsyncError,
+    interceptor::AsyncRequest,
+    manager::AsyncManager,
     work::{AsyncWork, StartAsync, WorkFuture},
-    AsyncError, AsyncManager, AsyncRequest,
 };
 
 /// How many sends an emitter buffers before `send` waits (and `try_send` reports
@@ -95,8 +97,8 @@ impl Timeout {
 /// ```
 #[derive(Clone)]
 pub struct ResponseBodyEmitter {
-    pub(crate) channel: Arc<Channel>,
-    pub(crate) timeout: Timeout,
+    channel: Arc<Channel>,
+    timeout: Timeout,
 }
 
 /// Settings for a new [`ResponseBodyEmitter`] (or, through `SseEmitter::builder`, an SSE
@@ -104,11 +106,16 @@ pub struct ResponseBodyEmitter {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct EmitterBuilder {
-    pub(crate) timeout: Timeout,
-    pub(crate) capacity: usize,
+    timeout: Timeout,
+    capacity: usize,
 }
 
 impl EmitterBuilder {
+    /// How many sends the buffer holds.
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Completes the emitter this long after the response starts, instead of the manager's
     /// default (Spring's `new ResponseBodyEmitter(timeoutMillis)`).
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -334,7 +341,7 @@ impl StartAsync for EmitterStart {
             &manager,
             &request,
             lifecycle::StreamSpec {
-                source: Box::new(EmitterSource(emitter.channel)),
+                source: Box::new(EmitterSource::new(emitter.channel)),
                 headers: std::mem::take(&mut self.headers),
                 timeout,
                 heartbeat: self.heartbeat.take(),
@@ -349,7 +356,7 @@ impl Drop for EmitterStart {
     fn drop(&mut self) {
         if let Some(emitter) = self.emitter.take() {
             emitter.channel.close(Closed::Disconnected);
-            let mut source = EmitterSource(emitter.channel);
+            let mut source = EmitterSource::new(emitter.channel);
             super::Source::finish(&mut source, Some(&AsyncError::NotSupported));
         }
     }

@@ -10,8 +10,8 @@ use http::{
 use serde::Serialize;
 
 use super::{
-    response_body::{encode, EmitterBuilder},
-    EmitterError, ResponseBodyEmitter,
+    response_body::{encode, EmitterBuilder, ResponseBodyEmitter},
+    EmitterError,
 };
 use crate::{
     error::AsyncError,
@@ -63,11 +63,16 @@ pub struct SseEmitter {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct SseEmitterBuilder {
-    pub(crate) emitter: EmitterBuilder,
+    emitter: EmitterBuilder,
     heartbeat: Option<Duration>,
 }
 
 impl SseEmitterBuilder {
+    /// How many sends the buffer holds.
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.emitter.buffer_capacity()
+    }
+
     /// Completes the stream this long after it starts, instead of the manager's default
     /// (Spring's `new SseEmitter(timeoutMillis)`).
     pub fn timeout(mut self, timeout: Duration) -> Self {

@@ -23,10 +23,12 @@ use tokio::{
 };
 use tokio_util::io::ReaderStream;
 
-use super::{lifecycle, response_body::Timeout, Source};
+use super::{body::Source, lifecycle, response_body::Timeout};
 use crate::{
+    error::AsyncError,
+    interceptor::AsyncRequest,
+    manager::AsyncManager,
     work::{AsyncWork, StartAsync, WorkFuture},
-    AsyncError, AsyncManager, AsyncRequest,
 };
 
 /// How many bytes the writer may be ahead of the client before its writes wait: 64 KiB.
