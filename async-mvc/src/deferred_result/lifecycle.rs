@@ -15,8 +15,9 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 
-use super::{Shared, TimeoutOutcome};
+use super::{DeferredResult, Shared, TimeoutOutcome};
 use crate::{
+    context,
     error::AsyncError,
     guard::contain,
     interceptor::{
@@ -24,8 +25,65 @@ use crate::{
         DeferredResultProcessingInterceptor,
     },
     manager::{AsyncManager, Count, Pending},
-    work::WorkFuture,
+    work::{AsyncWork, StartAsync, WorkFuture},
 };
+
+// ===== the hand-off: from the handler's return to this lifecycle =====
+
+impl<T, E> IntoResponse for DeferredResult<T, E>
+where
+    T: IntoResponse + Send + 'static,
+    E: IntoResponse + Send + 'static,
+{
+    fn into_response(self) -> Response {
+        // Set before the handler returned, under an async support layer: complete right here,
+        // without the hand-off to the layer (which would give the same response).
+        if let Some(Some(response)) =
+            context::with_lent(|manager| complete_at_once(manager, &self.shared))
+        {
+            return response;
+        }
+        AsyncWork::response(DeferredStart {
+            shared: Some(self.shared),
+        })
+    }
+}
+
+/// A returned `DeferredResult` on its way to the manager.
+struct DeferredStart<T, E> {
+    /// Taken when the manager starts processing.
+    shared: Option<Arc<Shared<T, E>>>,
+}
+
+impl<T, E> StartAsync for DeferredStart<T, E>
+where
+    T: IntoResponse + Send + 'static,
+    E: IntoResponse + Send + 'static,
+{
+    fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
+        match self.shared.take() {
+            Some(shared) => run(manager, request, shared),
+            None => WorkFuture::ready(AsyncError::NotSupported.into_response()),
+        }
+    }
+}
+
+impl<T, E> Drop for DeferredStart<T, E> {
+    /// Never started (no async support on the route): expire the result so that setters learn
+    /// it, and run `on_error` and `on_completion`, as Spring does when async cannot start.
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            if let Some(on_error) = shared.expire() {
+                contain("on_error", || on_error(&AsyncError::NotSupported));
+            }
+            if let Some(on_completion) = shared.complete() {
+                contain("on_completion", on_completion);
+            }
+        }
+    }
+}
+
+// ===== the lifecycle =====
 
 /// Drives one returned `DeferredResult` to its response.
 ///
@@ -36,11 +94,7 @@ use crate::{
 ///   `handle_timeout`, else the timeout response → `post_process` → … as above;
 /// - client gone (this future dropped) → `on_error(ClientDisconnected)` → expired →
 ///   interceptors' `handle_error` → `after_completion` → `on_completion`.
-pub(super) fn run<T, E>(
-    manager: AsyncManager,
-    request: AsyncRequest,
-    shared: Arc<Shared<T, E>>,
-) -> WorkFuture
+fn run<T, E>(manager: AsyncManager, request: AsyncRequest, shared: Arc<Shared<T, E>>) -> WorkFuture
 where
     T: IntoResponse + Send + 'static,
     E: IntoResponse + Send + 'static,
@@ -121,10 +175,7 @@ where
 /// produced at once — what [`run`] would produce, where the manager says that is certain
 /// without the request head ([`AsyncManager::completes_at_once`]). `None` otherwise, or
 /// when no value is set; the caller then takes the general path.
-pub(super) fn complete_at_once<T, E>(
-    manager: &AsyncManager,
-    shared: &Shared<T, E>,
-) -> Option<Response>
+fn complete_at_once<T, E>(manager: &AsyncManager, shared: &Shared<T, E>) -> Option<Response>
 where
     T: IntoResponse,
     E: IntoResponse,

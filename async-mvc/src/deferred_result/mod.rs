@@ -1,7 +1,7 @@
 //! [`DeferredResult`]: a result that another task or thread supplies later.
 //!
 //! The path of one request:
-//! 1. the handler returns a `DeferredResult`; its [`IntoResponse`] completes at once when the
+//! 1. the handler returns a `DeferredResult`; its [`IntoResponse`](axum::response::IntoResponse) completes at once when the
 //!    value is already set and the lent manager allows it (`context.rs`), else hands it to the
 //!    router's layer through a response extension (`work.rs`, `layer.rs`);
 //! 2. its lifecycle (`lifecycle.rs`) waits for [`set_result`](DeferredResult::set_result), the
@@ -18,25 +18,18 @@ use std::{
     time::Duration,
 };
 
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 mod lifecycle;
 
-use crate::{
-    context,
-    error::AsyncError,
-    guard::contain,
-    interceptor::AsyncRequest,
-    manager::AsyncManager,
-    work::{AsyncWork, StartAsync, WorkFuture},
-};
+use crate::error::AsyncError;
 
 /// A result that is produced later, from any task or thread: Spring MVC's `DeferredResult`.
 ///
 /// A handler returns it at once; the request stays open until some other task calls
 /// [`set_result`](Self::set_result) or [`set_error_result`](Self::set_error_result), the
 /// timeout fires, or the client goes away. The value is then rendered exactly as if the handler
-/// had returned it: `T` and `E` are any [`IntoResponse`] types (`String`, `Json<_>`,
+/// had returned it: `T` and `E` are any [`IntoResponse`](axum::response::IntoResponse) types (`String`, `Json<_>`,
 /// `(StatusCode, …)`, `Response`). `E` is the Rust form of Spring's "error result goes through
 /// the regular exception handling".
 ///
@@ -206,7 +199,7 @@ impl<T, E> DeferredResult<T, E> {
     }
 
     /// Sets an error value and completes the request; it is rendered through `E`'s
-    /// [`IntoResponse`], as Spring renders `setErrorResult` through its exception handlers.
+    /// [`IntoResponse`](axum::response::IntoResponse), as Spring renders `setErrorResult` through its exception handlers.
     /// Returns `true` only for the value that wins, like [`set_result`](Self::set_result).
     pub fn set_error_result(&self, error: E) -> bool {
         self.shared.set(Err(error))
@@ -462,59 +455,6 @@ impl<T, E> fmt::Debug for DeferredResult<T, E> {
             .field("phase", &state.phase)
             .field("completed", &state.completed)
             .finish()
-    }
-}
-
-impl<T, E> IntoResponse for DeferredResult<T, E>
-where
-    T: IntoResponse + Send + 'static,
-    E: IntoResponse + Send + 'static,
-{
-    fn into_response(self) -> Response {
-        // Set before the handler returned, under an async support layer: complete right here,
-        // without the hand-off to the layer (which would give the same response).
-        if let Some(Some(response)) =
-            context::with_lent(|manager| lifecycle::complete_at_once(manager, &self.shared))
-        {
-            return response;
-        }
-        AsyncWork::response(DeferredStart {
-            shared: Some(self.shared),
-        })
-    }
-}
-
-/// A returned `DeferredResult` on its way to the manager.
-struct DeferredStart<T, E> {
-    /// Taken when the manager starts processing.
-    shared: Option<Arc<Shared<T, E>>>,
-}
-
-impl<T, E> StartAsync for DeferredStart<T, E>
-where
-    T: IntoResponse + Send + 'static,
-    E: IntoResponse + Send + 'static,
-{
-    fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
-        match self.shared.take() {
-            Some(shared) => lifecycle::run(manager, request, shared),
-            None => WorkFuture::ready(AsyncError::NotSupported.into_response()),
-        }
-    }
-}
-
-impl<T, E> Drop for DeferredStart<T, E> {
-    /// Never started (no async support on the route): expire the result so that setters learn
-    /// it, and run `on_error` and `on_completion`, as Spring does when async cannot start.
-    fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            if let Some(on_error) = shared.expire() {
-                contain("on_error", || on_error(&AsyncError::NotSupported));
-            }
-            if let Some(on_completion) = shared.complete() {
-                contain("on_completion", on_completion);
-            }
-        }
     }
 }
 

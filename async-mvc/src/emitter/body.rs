@@ -27,8 +27,10 @@ use tokio::{
 
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::lifecycle::StreamLifecycle;
-use crate::error::AsyncError;
+use crate::{
+    error::AsyncError,
+    manager::{AsyncManager, Count, Pending},
+};
 
 /// Where a streaming body's bytes come from.
 pub(crate) trait Source: Send + 'static {
@@ -255,5 +257,44 @@ impl fmt::Debug for StreamBody {
         f.debug_struct("StreamBody")
             .field("open", &self.lifecycle.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// Counts one open stream and how it ended.
+pub(super) struct StreamLifecycle {
+    _pending: Pending,
+    manager: AsyncManager,
+    path: String,
+}
+
+impl StreamLifecycle {
+    pub(super) fn new(pending: Pending, manager: AsyncManager, path: String) -> Self {
+        StreamLifecycle {
+            _pending: pending,
+            manager,
+            path,
+        }
+    }
+
+    /// Counts the timeout when called: for the body's timer task, which runs apart from it.
+    pub(super) fn timeout_counter(&self) -> impl FnOnce() + Send + 'static {
+        let (manager, path) = (self.manager.clone(), self.path.clone());
+        move || {
+            manager.count(Count::TimedOut);
+            tracing::debug!(path = %path, "streaming response timed out");
+        }
+    }
+
+    pub(super) fn completed(self, failed: bool) {
+        self.manager.count(Count::Completed);
+        if failed {
+            self.manager.count(Count::Error);
+            tracing::warn!(path = %self.path, "streaming response aborted by an error");
+        }
+    }
+
+    pub(super) fn disconnected(self) {
+        self.manager.count(Count::Disconnected);
+        tracing::debug!(path = %self.path, "client disconnected from a streaming response");
     }
 }

@@ -7,9 +7,9 @@ use std::{
 };
 
 use super::{
+    error::EmitterError,
     response_body::DEFAULT_CAPACITY,
     sse::{SseEmitter, SseEmitterBuilder},
-    EmitterError,
 };
 use crate::sse::SseEvent;
 

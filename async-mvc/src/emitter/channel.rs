@@ -7,15 +7,15 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Mutex, MutexGuard, PoisonError},
-    task::{Context, Waker},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll, Waker},
 };
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use super::EmitterError;
-use crate::error::AsyncError;
+use super::{body::Source, error::EmitterError};
+use crate::{error::AsyncError, guard::contain};
 
 type Callback = Box<dyn FnOnce() + Send>;
 type ErrorCallback = Box<dyn FnOnce(&AsyncError) + Send>;
@@ -246,5 +246,53 @@ impl Channel {
         state.on_error.clear();
         state.queue.clear();
         std::mem::take(&mut state.on_completion)
+    }
+}
+
+/// An emitter's channel as the source of its response body.
+pub(crate) struct EmitterSource(Arc<Channel>);
+
+impl EmitterSource {
+    pub(crate) fn new(channel: Arc<Channel>) -> Self {
+        EmitterSource(channel)
+    }
+}
+
+impl Source for EmitterSource {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+        match self.0.poll_next(cx) {
+            Next::Data(bytes) => Poll::Ready(Some(Ok(bytes))),
+            Next::End => Poll::Ready(None),
+            Next::Abort(message) => Poll::Ready(Some(Err(message))),
+            Next::Pending => Poll::Pending,
+        }
+    }
+
+    fn time_out_handle(&self) -> Box<dyn FnOnce() + Send> {
+        let channel = Arc::clone(&self.0);
+        Box::new(move || {
+            // The timer task may race the body's end: one batch of callbacks at a time, so
+            // `on_timeout` never runs after `on_completion` (which drops it) or beside it.
+            let _batch = channel.callback_batch();
+            for on_timeout in channel.time_out() {
+                contain("on_timeout", on_timeout);
+            }
+        })
+    }
+
+    fn shut_down(&mut self) {
+        self.0.close(Closed::Completed);
+    }
+
+    fn finish(&mut self, failure: Option<&AsyncError>) {
+        let _batch = self.0.callback_batch();
+        if let Some(error) = failure {
+            for on_error in self.0.disconnect() {
+                contain("on_error", || on_error(error));
+            }
+        }
+        for on_completion in self.0.finish() {
+            contain("on_completion", on_completion);
+        }
     }
 }

@@ -11,12 +11,8 @@ use axum::{
 use bytes::Bytes;
 use http::{header::CONTENT_TYPE, HeaderMap, StatusCode};
 
-use super::body::{OnShutdown, Source, StreamBody};
-use crate::{
-    error::AsyncError,
-    interceptor::AsyncRequest,
-    manager::{AsyncManager, Count, Pending},
-};
+use super::body::{OnShutdown, Source, StreamBody, StreamLifecycle};
+use crate::{error::AsyncError, interceptor::AsyncRequest, manager::AsyncManager};
 
 /// How a streaming response is served.
 pub(super) struct StreamSpec {
@@ -52,11 +48,7 @@ pub(super) fn stream_response(
         }
     };
     manager.concurrent_handling_started(request);
-    let lifecycle = StreamLifecycle {
-        _pending: pending,
-        manager: manager.clone(),
-        path: request.path().to_owned(),
-    };
+    let lifecycle = StreamLifecycle::new(pending, manager.clone(), request.path().to_owned());
     let on_shutdown = OnShutdown::new(
         manager.shutdown_token().clone().cancelled_owned(),
         manager
@@ -75,35 +67,4 @@ pub(super) fn stream_response(
     let mut response = Response::new(Body::new(body));
     *response.headers_mut() = spec.headers;
     response
-}
-
-/// Counts one open stream and how it ended.
-pub(super) struct StreamLifecycle {
-    _pending: Pending,
-    manager: AsyncManager,
-    path: String,
-}
-
-impl StreamLifecycle {
-    /// Counts the timeout when called: for the body's timer task, which runs apart from it.
-    pub(super) fn timeout_counter(&self) -> impl FnOnce() + Send + 'static {
-        let (manager, path) = (self.manager.clone(), self.path.clone());
-        move || {
-            manager.count(Count::TimedOut);
-            tracing::debug!(path = %path, "streaming response timed out");
-        }
-    }
-
-    pub(super) fn completed(self, failed: bool) {
-        self.manager.count(Count::Completed);
-        if failed {
-            self.manager.count(Count::Error);
-            tracing::warn!(path = %self.path, "streaming response aborted by an error");
-        }
-    }
-
-    pub(super) fn disconnected(self) {
-        self.manager.count(Count::Disconnected);
-        tracing::debug!(path = %self.path, "client disconnected from a streaming response");
-    }
 }

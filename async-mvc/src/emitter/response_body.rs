@@ -8,8 +8,9 @@ use http::HeaderMap;
 use serde::Serialize;
 
 use super::{
-    channel::{Channel, Closed},
-    lifecycle, EmitterError, EmitterSource,
+    channel::{Channel, Closed, EmitterSource},
+    error::EmitterError,
+    lifecycle,
 };
 use crate::{
     error::AsyncError,
@@ -357,7 +358,7 @@ impl Drop for EmitterStart {
         if let Some(emitter) = self.emitter.take() {
             emitter.channel.close(Closed::Disconnected);
             let mut source = EmitterSource::new(emitter.channel);
-            super::Source::finish(&mut source, Some(&AsyncError::NotSupported));
+            super::body::Source::finish(&mut source, Some(&AsyncError::NotSupported));
         }
     }
 }

@@ -10,8 +10,8 @@ use http::{
 use serde::Serialize;
 
 use super::{
+    error::EmitterError,
     response_body::{encode, EmitterBuilder, ResponseBodyEmitter},
-    EmitterError,
 };
 use crate::{
     error::AsyncError,

@@ -114,7 +114,7 @@ impl SseEvent {
     /// `None` when it has none.
     ///
     /// A client sends the last id it received back in the `Last-Event-ID` header when it
-    /// reconnects (see [`LastEventId`]); a broadcaster's replay buffer can use it.
+    /// reconnects (see [`LastEventId`](super::LastEventId)); a broadcaster's replay buffer can use it.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
     }
@@ -171,7 +171,7 @@ pub struct SseEventBuilder {
 
 impl SseEventBuilder {
     /// Adds the `id` field, `id:<id>\n`: the client's "last event ID", sent back in the
-    /// `Last-Event-ID` header when it reconnects (see [`LastEventId`]).
+    /// `Last-Event-ID` header when it reconnects (see [`LastEventId`](super::LastEventId)).
     ///
     /// # Errors
     ///

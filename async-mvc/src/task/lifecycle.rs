@@ -21,6 +21,7 @@ use crate::{
         CallableProcessingInterceptor,
     },
     manager::{AsyncManager, Count, Pending},
+    work::{StartAsync, WorkFuture},
 };
 
 type Chain = Arc<[Arc<dyn CallableProcessingInterceptor>]>;
@@ -35,13 +36,18 @@ enum Outcome {
     TimedOut(Duration),
 }
 
+impl<T> StartAsync for WebAsyncTask<T>
+where
+    T: IntoResponse + Send + 'static,
+{
+    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
+        WorkFuture::waiting(run(manager, request, self))
+    }
+}
+
 /// Drives one returned task to its response (Spring checklist B.22–B.31, C.40–C.44, C.49,
 /// D.60, D.62, E.71–E.72).
-pub(super) async fn run<T>(
-    manager: AsyncManager,
-    request: AsyncRequest,
-    task: WebAsyncTask<T>,
-) -> Response
+async fn run<T>(manager: AsyncManager, request: AsyncRequest, task: WebAsyncTask<T>) -> Response
 where
     T: IntoResponse + Send + 'static,
 {

@@ -14,13 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 mod lifecycle;
 
-use crate::{
-    error::AsyncError,
-    executor::AsyncTaskExecutor,
-    interceptor::AsyncRequest,
-    manager::AsyncManager,
-    work::{AsyncWork, StartAsync, WorkFuture},
-};
+use crate::{error::AsyncError, executor::AsyncTaskExecutor, work::AsyncWork};
 
 type BlockingWork<T> = Box<dyn FnOnce(CancellationToken) -> T + Send>;
 /// A task's `on_error`: the value to send instead of the error, if any.
@@ -257,14 +251,5 @@ where
 {
     fn into_response(self) -> Response {
         AsyncWork::response(self)
-    }
-}
-
-impl<T> StartAsync for WebAsyncTask<T>
-where
-    T: IntoResponse + Send + 'static,
-{
-    fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
-        WorkFuture::waiting(lifecycle::run(manager, request, self))
     }
 }
