@@ -20,7 +20,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use http::StatusCode;
 use http_body::Frame;
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::{
@@ -128,24 +130,42 @@ where
                 limit: limit.limit,
                 retry_after: limit.retry_after,
             };
-            return LimitFuture(State::Refused(Some(refused.into_response())));
+            return LimitFuture {
+                state: State::Refused {
+                    response: Some(refused.into_response()),
+                },
+            };
         }
-        LimitFuture(State::Admitted {
-            future: Box::pin(self.inner.call(request)),
-            permit: Some(Permit(Arc::clone(&limit.in_flight))),
-        })
+        LimitFuture {
+            state: State::Admitted {
+                future: self.inner.call(request),
+                permit: Some(Permit(Arc::clone(&limit.in_flight))),
+            },
+        }
     }
 }
 
-/// The response future of [`AsyncLimit`].
-pub struct LimitFuture<F>(State<F>);
+pin_project! {
+    /// The response future of [`AsyncLimit`]: the decision is made in `call`, `poll` carries it
+    /// out (as tower-http's `limit`), with no box.
+    pub struct LimitFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
 
-enum State<F> {
-    Refused(Option<Response>),
-    Admitted {
-        future: Pin<Box<F>>,
-        permit: Option<Permit>,
-    },
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        /// Over the limit: this `503` once.
+        Refused { response: Option<Response> },
+        /// Admitted: the inner future, and the permit its response will hold.
+        Admitted {
+            #[pin]
+            future: F,
+            permit: Option<Permit>,
+        },
+    }
 }
 
 impl<F> Future for LimitFuture<F>
@@ -155,10 +175,12 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().0 {
-            State::Refused(response) => Poll::Ready(Ok(response.take().unwrap_or_default())),
-            State::Admitted { future, permit } => {
-                let Ok(response) = ready!(future.as_mut().poll(cx));
+        match self.project().state.project() {
+            StateProj::Refused { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(polled_after_completion)))
+            }
+            StateProj::Admitted { future, permit } => {
+                let Ok(response) = ready!(future.poll(cx));
                 let permit = permit.take();
                 if AsyncWork::is_async(&response) {
                     // Inside the async support layer: the permit goes with the async work, to
@@ -172,6 +194,13 @@ where
             }
         }
     }
+}
+
+/// A future polled again after it completed: a bug of the caller (tower and hyper never do
+/// it), which panics in debug builds and answers `500` in release (axum's habit).
+fn polled_after_completion() -> Response {
+    debug_assert!(false, "LimitFuture polled after it completed");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
 impl<F> fmt::Debug for LimitFuture<F> {

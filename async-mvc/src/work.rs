@@ -58,12 +58,12 @@ impl Future for WorkFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         match self.get_mut() {
-            // Taken only once: the layer does not poll a finished future.
-            WorkFuture::Ready(response) => Poll::Ready(
-                response
-                    .take()
-                    .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
-            ),
+            // Taken only once: the layer does not poll a finished future. If something did, it
+            // is a bug: a panic in debug builds, `500` in release (axum's habit).
+            WorkFuture::Ready(response) => Poll::Ready(response.take().unwrap_or_else(|| {
+                debug_assert!(false, "WorkFuture polled after it completed");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            })),
             WorkFuture::Waiting(future) => future.as_mut().poll(cx),
         }
     }

@@ -34,8 +34,8 @@ use crate::{
 
 /// Where a streaming body's bytes come from.
 pub(crate) trait Source: Send + 'static {
-    /// The next chunk; `Some(Err(message))` aborts the response.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>>;
+    /// The next chunk; `Some(Err(why))` aborts the response.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>>;
 
     /// What the timeout does, run on a timer task: stop producing (sends fail, a writer is
     /// cancelled; an emitter also runs its `on_timeout` callbacks) and wake the body, which then
@@ -51,17 +51,26 @@ pub(crate) trait Source: Send + 'static {
     fn finish(&mut self, failure: Option<&AsyncError>);
 }
 
-/// The error a streaming body aborts with.
-#[derive(Debug)]
-pub(crate) struct Aborted(pub(crate) String);
-
-impl fmt::Display for Aborted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "streaming response aborted: {}", self.0)
-    }
+/// Why a streaming body aborts: the client sees a broken stream (chunked encoding cut, or an
+/// HTTP/2 reset), never a clean end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Aborted {
+    /// The emitter was completed with `complete_with_error(..)`.
+    #[error("streaming response aborted: the emitter completed with error: {0}")]
+    CompletedWithError(String),
+    /// The `StreamingResponseBody` writer returned an error (its message).
+    #[error("streaming response aborted: the writer failed: {0}")]
+    WriterFailed(String),
+    /// The `StreamingResponseBody` writer panicked.
+    #[error("streaming response aborted: the writer panicked")]
+    WriterPanicked,
+    /// The `StreamingResponseBody` writer did not finish within its timeout.
+    #[error("streaming response aborted: the writer timed out")]
+    WriterTimedOut,
+    /// A reactive stream yielded an error, or an item that did not serialize (the message).
+    #[error("streaming response aborted: the stream failed: {0}")]
+    StreamFailed(String),
 }
-
-impl std::error::Error for Aborted {}
 
 struct Heartbeat {
     every: Duration,
@@ -79,7 +88,7 @@ pub(crate) struct StreamBody {
     /// has returned `Pending` once since, which lets hyper flush.
     unflushed: bool,
     /// An abort waiting for hyper to flush first.
-    aborting: Option<String>,
+    aborting: Option<Aborted>,
     /// Resolves when a graceful shutdown begins.
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// Written last when the stream ends because of a shutdown (an SSE stream's final event).
@@ -133,15 +142,9 @@ impl StreamBody {
                 sleep: Box::pin(tokio::time::sleep(every)),
             }),
             shutdown: Some(Box::pin(on_shutdown.signal)),
-            final_frame: None,
+            final_frame: on_shutdown.final_frame,
             lifecycle: Some(lifecycle),
         }
-        .with_final_frame(on_shutdown.final_frame)
-    }
-
-    fn with_final_frame(mut self, frame: Option<Bytes>) -> Self {
-        self.final_frame = frame;
-        self
     }
 
     fn end(&mut self, failed: bool) {
@@ -158,9 +161,9 @@ impl StreamBody {
         }
     }
 
-    fn abort(&mut self, message: String) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+    fn abort(&mut self, why: Aborted) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
         self.end(true);
-        Poll::Ready(Some(Err(Aborted(message))))
+        Poll::Ready(Some(Err(why)))
     }
 }
 

@@ -14,7 +14,10 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use super::{body::Source, error::EmitterError};
+use super::{
+    body::{Aborted, Source},
+    error::EmitterError,
+};
 use crate::{error::AsyncError, guard::contain};
 
 type Callback = Box<dyn FnOnce() + Send>;
@@ -259,11 +262,11 @@ impl EmitterSource {
 }
 
 impl Source for EmitterSource {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
         match self.0.poll_next(cx) {
             Next::Data(bytes) => Poll::Ready(Some(Ok(bytes))),
             Next::End => Poll::Ready(None),
-            Next::Abort(message) => Poll::Ready(Some(Err(message))),
+            Next::Abort(message) => Poll::Ready(Some(Err(Aborted::CompletedWithError(message)))),
             Next::Pending => Poll::Pending,
         }
     }

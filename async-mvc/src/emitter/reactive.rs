@@ -19,7 +19,7 @@ use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use super::{
-    body::Source,
+    body::{Aborted, Source},
     lifecycle,
     sse::{sse_headers, DEFAULT_HEARTBEAT},
 };
@@ -49,7 +49,7 @@ enum Kind {
     Events,
 }
 
-type Elements = BoxStream<'static, Result<Element, String>>;
+type Elements = BoxStream<'static, Result<Element, Aborted>>;
 
 /// A stream of values returned from a handler: Spring MVC's multi-value reactive return value
 /// (a `Flux`), and axum's [`Sse`](axum::response::sse::Sse) when its items are [`SseEvent`]s.
@@ -134,7 +134,7 @@ impl ReactiveStream {
             kind: kind_of::<T>(),
             elements: items
                 .map(|item| {
-                    item.map_err(|error| error.to_string())
+                    item.map_err(|error| Aborted::StreamFailed(error.to_string()))
                         .and_then(|item| element(&item))
                 })
                 .boxed(),
@@ -165,7 +165,11 @@ impl ReactiveStream {
         ReactiveStream {
             kind: Kind::Events,
             elements: events
-                .map(|event| event.map(Element::Event).map_err(|error| error.to_string()))
+                .map(|event| {
+                    event
+                        .map(Element::Event)
+                        .map_err(|error| Aborted::StreamFailed(error.to_string()))
+                })
                 .boxed(),
         }
     }
@@ -206,12 +210,12 @@ fn as_text<T: 'static>(item: &T) -> Option<&str> {
     item.downcast_ref::<Cow<'static, str>>().map(|text| &**text)
 }
 
-fn element<T: Serialize + 'static>(item: &T) -> Result<Element, String> {
+fn element<T: Serialize + 'static>(item: &T) -> Result<Element, Aborted> {
     if let Some(text) = as_text(item) {
         return Ok(Element::Text(Bytes::copy_from_slice(text.as_bytes())));
     }
-    let json =
-        serde_json::to_vec(item).map_err(|error| format!("an item did not serialize: {error}"))?;
+    let json = serde_json::to_vec(item)
+        .map_err(|error| Aborted::StreamFailed(format!("an item did not serialize: {error}")))?;
     Ok(Element::Json {
         is_string: json.first() == Some(&b'"'),
         json: Bytes::from(json),
@@ -359,7 +363,7 @@ impl StartAsync for ReactiveStream {
         let (headers, heartbeat, frames): (
             HeaderMap,
             _,
-            BoxStream<'static, Result<Bytes, String>>,
+            BoxStream<'static, Result<Bytes, Aborted>>,
         ) = match negotiate(&request, kind) {
             Mode::Collect => {
                 let collect = WebAsyncTask::from_future(collect(elements));
@@ -449,12 +453,12 @@ async fn collect(mut elements: Elements) -> Response {
 
 /// A stream of ready-made frames as a body source.
 struct StreamSource {
-    frames: BoxStream<'static, Result<Bytes, String>>,
+    frames: BoxStream<'static, Result<Bytes, Aborted>>,
     stopped: bool,
 }
 
 impl Source for StreamSource {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
         if self.stopped {
             return Poll::Ready(None);
         }

@@ -23,7 +23,11 @@ use tokio::{
 };
 use tokio_util::io::ReaderStream;
 
-use super::{body::Source, lifecycle, response_body::Timeout};
+use super::{
+    body::{Aborted, Source},
+    lifecycle,
+    response_body::Timeout,
+};
 use crate::{
     error::AsyncError,
     interceptor::AsyncRequest,
@@ -172,13 +176,15 @@ struct WriterSource {
 }
 
 impl Source for WriterSource {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
         if self.timed_out.load(Ordering::Acquire) {
-            return Poll::Ready(Some(Err("the writer timed out".to_owned())));
+            return Poll::Ready(Some(Err(Aborted::WriterTimedOut)));
         }
         match Pin::new(&mut self.reader).poll_next(cx) {
             Poll::Ready(Some(Ok(bytes))) => return Poll::Ready(Some(Ok(bytes))),
-            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.to_string()))),
+            Poll::Ready(Some(Err(error))) => {
+                return Poll::Ready(Some(Err(Aborted::WriterFailed(error.to_string()))))
+            }
             Poll::Ready(None) => {}
             Poll::Pending => return Poll::Pending,
         }
@@ -189,8 +195,8 @@ impl Source for WriterSource {
         let outcome = match Pin::new(task).poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(Ok(()))) => None,
-            Poll::Ready(Ok(Err(error))) => Some(Err(format!("the writer failed: {error}"))),
-            Poll::Ready(Err(_)) => Some(Err("the writer panicked".to_owned())),
+            Poll::Ready(Ok(Err(error))) => Some(Err(Aborted::WriterFailed(error.to_string()))),
+            Poll::Ready(Err(_)) => Some(Err(Aborted::WriterPanicked)),
         };
         self.task = None;
         Poll::Ready(outcome)
