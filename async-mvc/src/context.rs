@@ -15,31 +15,25 @@ thread_local! {
 
 /// Lends `manager` (if any) to what `f` runs on this thread, and takes it back afterwards —
 /// also when `f` unwinds.
+#[inline]
 pub(crate) fn lend<R>(manager: &mut Option<AsyncManager>, f: impl FnOnce() -> R) -> R {
-    if manager.is_none() {
+    let Some(lent) = manager.take() else {
         return f();
-    }
-    let outer = LENT.replace(manager.take());
-    let restore = Restore {
-        manager,
-        outer: Some(outer),
     };
-    let result = f();
-    drop(restore);
-    result
+    let outer = LENT.replace(Some(lent));
+    let _restore = Restore { manager, outer };
+    f()
 }
 
 /// Puts a lent manager back where it came from, and the outer one back in the slot.
 struct Restore<'a> {
     manager: &'a mut Option<AsyncManager>,
-    outer: Option<Option<AsyncManager>>,
+    outer: Option<AsyncManager>,
 }
 
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
-        if let Some(outer) = self.outer.take() {
-            *self.manager = LENT.replace(outer);
-        }
+        *self.manager = LENT.replace(self.outer.take());
     }
 }
 
