@@ -156,7 +156,7 @@ where
         let waited = tokio::select! {
             biased;
             value = wait(&lifecycle.shared, timeout) => value,
-            () = lifecycle.manager().shutdown_token().cancelled() => {
+            () = lifecycle.manager().shutdown_started(Arc::as_ptr(&lifecycle.shared) as usize) => {
                 lifecycle.shared.take_value()
             }
         };

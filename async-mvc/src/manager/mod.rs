@@ -4,8 +4,11 @@
 //! (`deferred_result/lifecycle.rs`, `task/lifecycle.rs`, `emitter/lifecycle.rs`); the manager
 //! knows none of them.
 
+mod shutdown;
+
 use std::{
     fmt,
+    future::Future,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, OnceLock,
@@ -14,6 +17,8 @@ use std::{
 
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
+
+use shutdown::ShutdownSignal;
 
 use crate::guard::contain;
 
@@ -59,6 +64,8 @@ struct Inner {
     shutting_down: AtomicBool,
     /// Cancelled when a graceful shutdown begins: pending results and streams end.
     shutdown: CancellationToken,
+    /// Fired with `shutdown`: what pending results wait on (sharded; see `shutdown.rs`).
+    pending_shutdown: ShutdownSignal,
     /// Cancelled when the shutdown grace period is over: running tasks time out.
     grace_over: CancellationToken,
 }
@@ -123,6 +130,7 @@ impl AsyncManager {
                 counters: Counters::default(),
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
+                pending_shutdown: ShutdownSignal::new(),
                 grace_over: CancellationToken::new(),
             }),
         }
@@ -181,6 +189,7 @@ impl AsyncManager {
             in_flight = self.metrics().in_flight,
             "async manager shutting down"
         );
+        self.inner.pending_shutdown.fire();
         self.inner.shutdown.cancel();
         let manager = self.clone();
         let grace = self.config().get_shutdown_grace();
@@ -236,6 +245,12 @@ impl AsyncManager {
     /// Cancelled when shutdown begins.
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// Resolves once a shutdown began: for a pending result to resolve as its timeout would.
+    /// `key` (the result's address) spreads the many waiters over independent lists.
+    pub(crate) fn shutdown_started(&self, key: usize) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.pending_shutdown.wait(key)
     }
 
     /// Cancelled when the shutdown grace period is over.

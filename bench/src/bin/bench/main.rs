@@ -7,7 +7,7 @@
 //! timing), `--runs N` (default 3; medians are taken), `--subscribers N` (W4, default 1,000),
 //! `--only W1,W3` (a subset).
 //!
-//! Socket workloads (W1, W2, W3, W5) run against a fresh `bench-server` process per run and
+//! Socket workloads (W1, W2, W3, W3b — W3 opened as a burst —, W5) run against a fresh `bench-server` process per run and
 //! implementation; in-process ones (W2b, W4) in a fresh `bench-inproc` process, which counts
 //! allocations. The load generator is this process: a multi-threaded tokio runtime whose sockets
 //! are spread over 127.0.0.1–127.0.0.4, with its open-file limit raised to the hard limit.
@@ -89,7 +89,7 @@ const W2_COMPLETIONS_PER_MS: usize = 10;
 /// and measure the timer, not a CPU saturated by thousands of simultaneous writes.
 const W3_OPENS_PER_SECOND: u64 = 5_000;
 
-const WORKLOADS: [&str; 6] = ["W1", "W2", "W2b", "W3", "W4", "W5"];
+const WORKLOADS: [&str; 7] = ["W1", "W2", "W2b", "W3", "W3b", "W4", "W5"];
 
 fn parse_options() -> Options {
     let mut options = Options {
@@ -116,7 +116,7 @@ fn parse_options() -> Options {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W4,W5]"
+                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5]"
                 );
                 std::process::exit(0);
             }
@@ -189,7 +189,8 @@ fn main() {
                         "--n",
                         &sizes.w2b_requests.to_string(),
                     ]),
-                    "W3" => runtime.block_on(w3(&binaries, imp, &sizes)),
+                    "W3" => runtime.block_on(w3(&binaries, imp, &sizes, Some(W3_OPENS_PER_SECOND))),
+                    "W3b" => runtime.block_on(w3(&binaries, imp, &sizes, None)),
                     "W4" => binaries.inproc(&[
                         "--workload",
                         "w4",
@@ -521,15 +522,18 @@ async fn w2(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, St
     ]))
 }
 
-async fn w3(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
+/// W3: `sizes.w3_sockets` long polls that time out after [`W3_TIMEOUT`], opened at
+/// `opens_per_second` — or, for W3b, as a burst (as fast as the client's concurrent connects
+/// allow), so that their timeouts all fire at about the same moment.
+async fn w3(
+    binaries: &Binaries,
+    imp: Impl,
+    sizes: &Sizes,
+    opens_per_second: Option<u64>,
+) -> Result<Figures, String> {
     let n = sizes.w3_sockets;
     let server = Server::start(binaries, imp)?;
-    let tasks = load::open_many(
-        n,
-        server.port,
-        |_| "/w3".to_owned(),
-        Some(W3_OPENS_PER_SECOND),
-    );
+    let tasks = load::open_many(n, server.port, |_| "/w3".to_owned(), opens_per_second);
     let results = load::join_all(tasks).await;
     let timeout_ns = W3_TIMEOUT.as_nanos() as u64;
     let mut lateness = load::histogram();
@@ -656,6 +660,17 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         row("W3", "late_max_us", "late max µs", Target::None, ""),
         row("W3", "early", "early", Target::AtMost(0.0), "0"),
         row("W3", "errors", "errors", Target::AtMost(0.0), "0"),
+        row("W3b", "late_p50_us", "burst: late p50 µs", Target::None, ""),
+        row(
+            "W3b",
+            "late_p99_us",
+            "burst: late p99 µs",
+            Target::RatioAtMost(1.1),
+            "≤ 1.1×",
+        ),
+        row("W3b", "late_max_us", "burst: late max µs", Target::None, ""),
+        row("W3b", "early", "burst: early", Target::AtMost(0.0), "0"),
+        row("W3b", "errors", "burst: errors", Target::AtMost(0.0), "0"),
         row(
             w4,
             "deliveries_per_s",
