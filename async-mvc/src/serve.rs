@@ -15,6 +15,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::{pin, Pin},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     task::{ready, Context, Poll},
     time::Duration,
 };
@@ -103,7 +107,8 @@ impl Serve {
 
     /// How long a client may take to send a request head, in full, before its connection is
     /// closed ([`DEFAULT_HEADER_READ_TIMEOUT`] unless set). It also bounds how long a shutdown
-    /// waits for a client that connected but never sent anything.
+    /// waits for a client that connected but never sent anything. A zero timeout closes every
+    /// connection before its first request.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
@@ -134,6 +139,8 @@ impl Serve {
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
         let (stop, stopping) = watch::channel(false);
+        // Read by every response (no lock); `stopping` wakes the connections.
+        let stopped_flag = Arc::new(AtomicBool::new(false));
         let connections = TaskTracker::new();
         let serve = |stream: TcpStream| {
             let (builder, router) = (builder.clone(), router.clone());
@@ -142,6 +149,7 @@ impl Serve {
                 builder,
                 router,
                 stopping.clone(),
+                Arc::clone(&stopped_flag),
                 header_read_timeout,
             ));
         };
@@ -159,6 +167,7 @@ impl Serve {
 
         // Stop: what the kernel already queued is accepted and served before the listener
         // closes, with plain `accept(2)` calls until the queue is empty.
+        stopped_flag.store(true, Ordering::Release);
         let _ = stop.send(true);
         let listener = listener.into_std()?;
         loop {
@@ -204,6 +213,7 @@ async fn serve_connection(
     builder: http1::Builder,
     router: Router,
     stopping: watch::Receiver<bool>,
+    stopped_flag: Arc<AtomicBool>,
     header_read_timeout: Duration,
 ) {
     // `peek`, not `readable`: readiness can be reported before any byte is there.
@@ -222,7 +232,7 @@ async fn serve_connection(
     }
     let service = CloseWhenStopping {
         router,
-        stopping: stopping.clone(),
+        stopped: stopped_flag,
     };
     let connection = builder
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
@@ -254,7 +264,7 @@ async fn serve_connection(
 #[derive(Clone)]
 struct CloseWhenStopping {
     router: Router,
-    stopping: watch::Receiver<bool>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl tower::Service<Request<Incoming>> for CloseWhenStopping {
@@ -269,7 +279,7 @@ impl tower::Service<Request<Incoming>> for CloseWhenStopping {
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         CloseWhenStoppingFuture {
             inner: self.router.call(request),
-            stopping: self.stopping.clone(),
+            stopped: Arc::clone(&self.stopped),
         }
     }
 }
@@ -279,7 +289,7 @@ pin_project_lite::pin_project! {
     struct CloseWhenStoppingFuture<F> {
         #[pin]
         inner: F,
-        stopping: watch::Receiver<bool>,
+        stopped: Arc<AtomicBool>,
     }
 }
 
@@ -292,7 +302,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut response) = ready!(this.inner.poll(cx));
-        if *this.stopping.borrow() {
+        if this.stopped.load(Ordering::Acquire) {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
