@@ -142,7 +142,11 @@ pub use interceptor::{
 pub use layer::{AsyncSupport, AsyncSupportLayer, ResponseFuture};
 pub use limit::{AsyncLimit, AsyncLimitLayer, LimitFuture};
 pub use manager::{AsyncManager, AsyncMetrics};
-pub use serve::{serve, Serve, DEFAULT_HEADER_READ_TIMEOUT};
+pub use serve::{
+    default_max_connections, serve, ConnectionMetrics, ConnectionStats, Serve,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_KEEP_ALIVE_REQUESTS,
+    DEFAULT_SEND_TIMEOUT, MIN_RESERVED_FILES,
+};
 pub use sse::{LastEventId, SseEvent, SseEventBuilder, SseEventError};
 pub use task::{Callable, WebAsyncTask};
 pub use tokio_util::sync::CancellationToken;

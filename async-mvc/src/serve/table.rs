@@ -1,0 +1,178 @@
+//! [`Table`]: the open connections, and the connection limit — at the limit the cheapest
+//! connection is shed (one still reading its head, then an idle keep-alive, oldest first), so
+//! that `accept` never fails for want of descriptors and a new client is served.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::Ordering::Relaxed, Arc, Mutex, MutexGuard, PoisonError, Weak},
+};
+
+use tokio::sync::Notify;
+
+use super::{
+    conn::{Clock, Conn, Phase},
+    stats::ConnectionStats,
+};
+
+/// The least number of candidates collected when the table looks for connections to shed.
+const MIN_CANDIDATES: usize = 64;
+
+/// What [`Table::make_room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Room {
+    /// Below the limit.
+    Free,
+    /// A connection in this phase was shed to make room.
+    Shed(Phase),
+    /// At the limit, and every connection has a request in progress.
+    Full,
+}
+
+pub(super) struct Table {
+    state: Mutex<State>,
+    /// A connection closed.
+    freed: Notify,
+    limit: usize,
+    clock: Clock,
+    stats: ConnectionStats,
+}
+
+struct State {
+    open: HashMap<u64, Arc<Conn>>,
+    next_id: u64,
+    /// Connections chosen to be shed whose tasks have not ended yet.
+    shedding: usize,
+    /// The best candidates to shed, best last; checked again when taken.
+    candidates: Vec<Weak<Conn>>,
+}
+
+impl Table {
+    pub(super) fn new(limit: usize, clock: Clock, stats: ConnectionStats) -> Self {
+        stats
+            .counters()
+            .max_connections
+            .store(limit.max(1) as u64, Relaxed);
+        Table {
+            state: Mutex::new(State {
+                open: HashMap::new(),
+                next_id: 0,
+                shedding: 0,
+                candidates: Vec::new(),
+            }),
+            freed: Notify::new(),
+            limit: limit.max(1),
+            clock,
+            stats,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No user code runs under this lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Adds an accepted connection; it leaves the table when the entry is dropped.
+    pub(super) fn register(self: &Arc<Self>) -> Entry {
+        let conn = Arc::new(Conn::new(self.clock));
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.open.insert(id, Arc::clone(&conn));
+        let counters = self.stats.counters();
+        counters.open.store(state.open.len() as u64, Relaxed);
+        counters.accepted.fetch_add(1, Relaxed);
+        Entry {
+            table: Arc::clone(self),
+            id,
+            conn,
+        }
+    }
+
+    /// Before an accept: room for one more connection, made by shedding one if need be.
+    pub(super) fn make_room(&self) -> Room {
+        let mut state = self.lock();
+        if state.open.len().saturating_sub(state.shedding) < self.limit {
+            return Room::Free;
+        }
+        for pass in 0..2 {
+            while let Some(candidate) = state.candidates.pop() {
+                let Some(conn) = candidate.upgrade() else {
+                    continue;
+                };
+                if let Some((phase, _)) = conn.sheddable() {
+                    if conn.shed() {
+                        state.shedding += 1;
+                        return Room::Shed(phase);
+                    }
+                }
+            }
+            if pass == 0 {
+                state.collect_candidates();
+            }
+        }
+        Room::Full
+    }
+
+    /// Resolves when a connection closes.
+    pub(super) async fn freed(&self) {
+        self.freed.notified().await;
+    }
+}
+
+impl State {
+    /// The oldest connections reading their head, then the oldest idle ones: an eighth of the
+    /// table (at least [`MIN_CANDIDATES`]), so that a flood sheds many before the next scan.
+    fn collect_candidates(&mut self) {
+        let mut found: Vec<(Phase, u64, Weak<Conn>)> = self
+            .open
+            .values()
+            .filter_map(|conn| {
+                conn.sheddable()
+                    .map(|(phase, since)| (phase, since, Arc::downgrade(conn)))
+            })
+            .collect();
+        let keep = (self.open.len() / 8).max(MIN_CANDIDATES).min(found.len());
+        let rank = |(phase, since, _): &(Phase, u64, Weak<Conn>)| (*phase as u8, *since);
+        if keep < found.len() {
+            found.select_nth_unstable_by_key(keep, rank);
+            found.truncate(keep);
+        }
+        found.sort_unstable_by_key(rank);
+        // Best last, for `pop`.
+        self.candidates = found.into_iter().rev().map(|(_, _, conn)| conn).collect();
+    }
+}
+
+/// A connection's place in the [`Table`]: dropping it removes the connection.
+pub(super) struct Entry {
+    table: Arc<Table>,
+    id: u64,
+    conn: Arc<Conn>,
+}
+
+impl Entry {
+    pub(super) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    fn remove(&self) {
+        let mut state = self.table.lock();
+        state.open.remove(&self.id);
+        if self.conn.is_shed() {
+            state.shedding = state.shedding.saturating_sub(1);
+        }
+        let open = state.open.len() as u64;
+        self.table.stats.counters().open.store(open, Relaxed);
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.remove();
+        self.table.freed.notify_waiters();
+    }
+}
