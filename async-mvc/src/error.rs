@@ -69,6 +69,15 @@ pub enum AsyncError {
     /// `499` only for logs and middleware.
     #[error("the client disconnected before the async result was sent")]
     ClientDisconnected,
+    /// A stream was given up because its client read too slowly: its buffer stayed full for
+    /// `after` (an [`SseBroadcaster`](crate::SseBroadcaster) subscriber). Passed to the
+    /// emitter's `on_error`; the client sees its stream end abruptly (an `EventSource`
+    /// reconnects with its last event id). Rendered as `503` only for logs and middleware.
+    #[error("the client read too slowly: its stream was given up after {} ms with a full buffer", .after.as_millis())]
+    SlowConsumer {
+        /// How long the buffer had been full.
+        after: Duration,
+    },
     /// The handler returned an async value, but no async manager was installed on the route.
     /// Rendered as `500 Internal Server Error` with a body that names the fix.
     #[error("{}", NOT_SUPPORTED)]
@@ -82,7 +91,8 @@ impl AsyncError {
             AsyncError::Timeout { .. }
             | AsyncError::Rejected { .. }
             | AsyncError::Overloaded { .. }
-            | AsyncError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            | AsyncError::ShuttingDown
+            | AsyncError::SlowConsumer { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AsyncError::ClientDisconnected => {
                 StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
             }

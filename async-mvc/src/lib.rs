@@ -127,8 +127,9 @@ pub use controller::{Controller, RouterExt};
 pub use deferred_result::{DeferredResult, DeferredResultFuture};
 pub use emitter::{
     BodyWriter, EmitterBuilder, EmitterError, ReactiveFuture, ReactiveStream, ResponseBodyEmitter,
-    SseBroadcaster, SseEmitter, SseEmitterBuilder, StreamingResponseBody, DEFAULT_CAPACITY,
-    DEFAULT_HEARTBEAT, DEFAULT_REPLAY,
+    SseBroadcaster, SseEmitter, SseEmitterBuilder, StreamingResponseBody, DEFAULT_BUFFER_BYTES,
+    DEFAULT_CAPACITY, DEFAULT_EMITTER_SEND_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_REPLAY,
+    DEFAULT_SLOW_SUBSCRIBER_TIMEOUT,
 };
 pub use error::AsyncError;
 pub use executor::{

@@ -545,7 +545,7 @@ fn find_blank_line(bytes: &[u8]) -> Option<usize> {
 #[tokio::test]
 async fn a_broadcast_subscriber_that_never_reads_is_dropped_and_the_others_get_everything() {
     const EVENTS: usize = 20_000;
-    const BATCH: usize = 100; // under a subscriber's buffer (256): a reader keeps up
+    const BATCH: usize = 50; // × 1 KiB: under a subscriber's buffer (256 events, 64 KiB)
     let hub = SseBroadcaster::new();
     let app = ping_router()
         .route("/events", {
@@ -616,7 +616,7 @@ async fn a_broadcast_subscriber_that_never_reads_is_dropped_and_the_others_get_e
         .await;
     }
     let dropped_at = slow_dropped_at.expect("the slow subscriber was dropped");
-    // Dropped once its 256-event buffer, hyper's write buffer and the socket buffers (the
+    // Dropped once its 64 KiB buffer, hyper's write buffer and the socket buffers (the
     // client's 4 KiB, the server's a few MiB at most) were full: well before the end.
     assert!(
         dropped_at < EVENTS / 2,

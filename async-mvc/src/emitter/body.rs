@@ -14,6 +14,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
     time::Duration,
 };
@@ -41,6 +42,10 @@ pub(crate) trait Source: Send + 'static {
     /// cancelled; an emitter also runs its `on_timeout` callbacks) and wake the body, which then
     /// ends once it has written what is left, or aborts. Taken once, when the body is created.
     fn time_out_handle(&self) -> Box<dyn FnOnce() + Send>;
+
+    /// The stream's accounting, for a source that may give the stream up before its body ends
+    /// (an emitter whose client reads too slowly). Called once, when the body is created.
+    fn attach(&mut self, _give_up: GiveUp) {}
 
     /// A graceful shutdown began: stop producing, so the body ends once it has written what is
     /// queued (an emitter refuses further sends; a writer may finish its download).
@@ -70,6 +75,9 @@ pub(crate) enum Aborted {
     /// A reactive stream yielded an error, or an item that did not serialize (the message).
     #[error("streaming response aborted: the stream failed: {0}")]
     StreamFailed(String),
+    /// The stream was given up: its client read too slowly.
+    #[error("streaming response aborted: the client read too slowly")]
+    SlowConsumer,
 }
 
 struct Heartbeat {
@@ -116,12 +124,13 @@ impl OnShutdown {
 
 impl StreamBody {
     pub(crate) fn new(
-        source: Box<dyn Source>,
+        mut source: Box<dyn Source>,
         lifecycle: StreamLifecycle,
         timeout: Option<Duration>,
         heartbeat: Option<(Duration, Bytes)>,
         on_shutdown: OnShutdown,
     ) -> Self {
+        source.attach(lifecycle.give_up_handle());
         let timeout = timeout.map(|after| {
             let expire = source.time_out_handle();
             let count = lifecycle.timeout_counter();
@@ -263,41 +272,103 @@ impl fmt::Debug for StreamBody {
     }
 }
 
-/// Counts one open stream and how it ended.
+/// Counts one open stream and how it ended. The stream counts as in flight until the body
+/// ends — or until its source gives it up first ([`GiveUp`], a slow consumer), whichever comes
+/// first; the other then counts nothing.
 pub(super) struct StreamLifecycle {
-    _pending: Pending,
+    shared: Arc<StreamShared>,
+}
+
+struct StreamShared {
+    /// Taken by whoever ends the stream first.
+    pending: Mutex<Option<Pending>>,
     manager: AsyncManager,
     path: String,
+}
+
+impl StreamShared {
+    fn take(&self) -> Option<Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl StreamLifecycle {
     pub(super) fn new(pending: Pending, manager: AsyncManager, path: String) -> Self {
         StreamLifecycle {
-            _pending: pending,
-            manager,
-            path,
+            shared: Arc::new(StreamShared {
+                pending: Mutex::new(Some(pending)),
+                manager,
+                path,
+            }),
+        }
+    }
+
+    /// A handle with which the source ends the stream's accounting early.
+    pub(super) fn give_up_handle(&self) -> GiveUp {
+        GiveUp {
+            shared: Arc::clone(&self.shared),
         }
     }
 
     /// Counts the timeout when called: for the body's timer task, which runs apart from it.
     pub(super) fn timeout_counter(&self) -> impl FnOnce() + Send + 'static {
-        let (manager, path) = (self.manager.clone(), self.path.clone());
+        let shared = Arc::clone(&self.shared);
         move || {
-            manager.count(Count::TimedOut);
-            tracing::debug!(path = %path, "streaming response timed out");
+            shared.manager.count(Count::TimedOut);
+            tracing::debug!(path = %shared.path, "streaming response timed out");
         }
     }
 
     pub(super) fn completed(self, failed: bool) {
-        self.manager.count(Count::Completed);
+        let Some(_pending) = self.shared.take() else {
+            return;
+        };
+        let manager = &self.shared.manager;
+        manager.count(Count::Completed);
         if failed {
-            self.manager.count(Count::Error);
-            tracing::warn!(path = %self.path, "streaming response aborted by an error");
+            manager.count(Count::Error);
+            tracing::warn!(path = %self.shared.path, "streaming response aborted by an error");
         }
     }
 
     pub(super) fn disconnected(self) {
-        self.manager.count(Count::Disconnected);
-        tracing::debug!(path = %self.path, "client disconnected from a streaming response");
+        let Some(_pending) = self.shared.take() else {
+            return;
+        };
+        self.shared.manager.count(Count::Disconnected);
+        tracing::debug!(path = %self.shared.path, "client disconnected from a streaming response");
+    }
+}
+
+/// Ends a stream's accounting from its source, before the body ends: the stream no longer
+/// counts as in flight, and counts as a slow consumer.
+pub(crate) struct GiveUp {
+    shared: Arc<StreamShared>,
+}
+
+impl GiveUp {
+    /// `false` if the stream had ended already.
+    pub(crate) fn slow_consumer(&self, after: Duration) -> bool {
+        let Some(_pending) = self.shared.take() else {
+            return false;
+        };
+        self.shared.manager.count(Count::SlowConsumer);
+        tracing::debug!(
+            path = %self.shared.path,
+            after_ms = after.as_millis() as u64,
+            "streaming response given up: the client read too slowly"
+        );
+        true
+    }
+}
+
+impl fmt::Debug for GiveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GiveUp")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }

@@ -4,6 +4,7 @@ use std::{
     collections::VecDeque,
     fmt,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -15,6 +16,10 @@ use crate::sse::SseEvent;
 
 /// The replay buffer of [`SseBroadcaster::new`]: none.
 pub const DEFAULT_REPLAY: usize = 0;
+
+/// How long a subscriber's buffer may stay full before the broadcaster gives it up, unless
+/// [`SseBroadcaster::slow_subscriber_timeout`] says otherwise: 5 s.
+pub const DEFAULT_SLOW_SUBSCRIBER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A hub that publishes each SSE event to every subscribed [`SseEmitter`] (beyond Spring,
 /// which leaves fan-out to the application).
@@ -34,9 +39,18 @@ pub const DEFAULT_REPLAY: usize = 0;
 ///
 /// # Slow subscribers
 ///
-/// Publishing never waits for a client: a subscriber whose buffer is full is completed (its
-/// stream ends cleanly after what it has queued), so one slow client cannot hold up the others.
-/// An `EventSource` reconnects with its last event id and catches up from the replay buffer.
+/// Publishing never waits for a client, and a subscriber's buffer is bounded in events and in
+/// bytes ([`DEFAULT_BUFFER_BYTES`](crate::DEFAULT_BUFFER_BYTES); the bytes of an event are
+/// shared by all subscribers). An event that does not fit is not lost for it: the subscriber
+/// is *lagging*, and is caught up from the replay buffer, in order, at the next publishes once
+/// it has room. A subscriber that lags for longer than the
+/// [slow-subscriber timeout](Self::slow_subscriber_timeout) (or whose missed events the replay
+/// buffer no longer holds — at once without replay) is given up: its stream ends abruptly, so
+/// that an `EventSource` reconnects with its last event id; `on_error`
+/// ([`AsyncError::SlowConsumer`](crate::AsyncError::SlowConsumer)) and `on_completion` run,
+/// it stops counting as in flight at once, and it is counted in
+/// [`AsyncMetrics::slow_consumers`](crate::AsyncMetrics::slow_consumers). Its socket is then
+/// closed by the server's send timeout ([`Serve::send_timeout`](crate::Serve::send_timeout)).
 ///
 /// The handle is a cheap `Clone` of an `Arc`.
 ///
@@ -68,10 +82,83 @@ pub struct SseBroadcaster {
 }
 
 struct Hub {
-    subscribers: Vec<SseEmitter>,
-    replay: VecDeque<SseEvent>,
+    subscribers: Vec<Subscriber>,
+    /// The last events, each with its sequence number.
+    replay: VecDeque<(u64, SseEvent)>,
     replay_capacity: usize,
+    /// The sequence number of the next published event.
+    next_seq: u64,
+    slow_after: Duration,
     closed: bool,
+}
+
+struct Subscriber {
+    emitter: SseEmitter,
+    /// Set while events that did not fit wait to be caught up from the replay buffer.
+    lag: Option<Lag>,
+}
+
+struct Lag {
+    /// When the first event did not fit.
+    since: Instant,
+    /// The sequence number of the first event not queued.
+    from: u64,
+}
+
+impl Subscriber {
+    /// Queues `event` (sequence `seq`, already in `replay` if the hub keeps one), catching up
+    /// first if lagging. `Ok(true)`: queued; `Ok(false)`: lagging; `Err(())`: gone.
+    fn deliver(
+        &mut self,
+        event: &SseEvent,
+        seq: u64,
+        replay: &VecDeque<(u64, SseEvent)>,
+        slow_after: Duration,
+    ) -> Result<bool, ()> {
+        let from = match &self.lag {
+            None => match self.emitter.try_send_event(event) {
+                Ok(()) => return Ok(true),
+                Err(EmitterError::Full) => {
+                    self.lag = Some(Lag {
+                        since: Instant::now(),
+                        from: seq,
+                    });
+                    seq
+                }
+                Err(_) => return Err(()),
+            },
+            Some(lag) => lag.from,
+        };
+        let since = self.lag.as_ref().map_or_else(Instant::now, |lag| lag.since);
+        // Missed events the replay buffer no longer holds (or never held) cannot be caught up.
+        let retained = replay.front().is_some_and(|(first, _)| *first <= from);
+        if !retained || since.elapsed() >= slow_after {
+            self.give_up(since.elapsed());
+            return Err(());
+        }
+        for (event_seq, missed) in replay.iter().skip_while(|(s, _)| *s < from) {
+            match self.emitter.try_send_event(missed) {
+                Ok(()) => {}
+                Err(EmitterError::Full) => {
+                    if let Some(lag) = &mut self.lag {
+                        lag.from = *event_seq;
+                    }
+                    return Ok(false);
+                }
+                Err(_) => return Err(()),
+            }
+        }
+        self.lag = None;
+        Ok(true)
+    }
+
+    fn give_up(&self, after: Duration) {
+        tracing::debug!(
+            after_ms = after.as_millis() as u64,
+            "SSE subscriber too slow: giving up its stream"
+        );
+        self.emitter.give_up(after);
+    }
 }
 
 impl SseBroadcaster {
@@ -87,6 +174,8 @@ impl SseBroadcaster {
                 subscribers: Vec::new(),
                 replay: VecDeque::with_capacity(events.min(1024)),
                 replay_capacity: events,
+                next_seq: 0,
+                slow_after: DEFAULT_SLOW_SUBSCRIBER_TIMEOUT,
                 closed: false,
             })),
             subscriber: SseEmitter::builder()
@@ -102,6 +191,15 @@ impl SseBroadcaster {
         let least = DEFAULT_CAPACITY + self.lock().replay_capacity;
         let capacity = builder.buffer_capacity().max(least);
         self.subscriber = builder.capacity(capacity);
+        self
+    }
+
+    /// How long a subscriber may lag — events waiting to be caught up because its buffer was
+    /// full — before it is given up (default [`DEFAULT_SLOW_SUBSCRIBER_TIMEOUT`]); see "Slow
+    /// subscribers". `Duration::ZERO` gives up a subscriber at its first full buffer.
+    #[must_use]
+    pub fn slow_subscriber_timeout(self, timeout: Duration) -> Self {
+        self.lock().slow_after = timeout;
         self
     }
 
@@ -125,46 +223,53 @@ impl SseBroadcaster {
             let start = hub
                 .replay
                 .iter()
-                .rposition(|event| event.id() == Some(last))
+                .rposition(|(_, event)| event.id() == Some(last))
                 .map_or(0, |seen| seen + 1);
-            for event in hub.replay.iter().skip(start) {
-                // The capacity holds the whole replay buffer, so this cannot be full.
-                let _ = emitter.try_send_event(event);
+            for (_, event) in hub.replay.iter().skip(start) {
+                // Queued whatever the buffer's bounds: the replay buffer bounds it.
+                let _ = emitter.force_send_event(event);
             }
         }
         hub.subscribers
-            .retain(|subscriber| !subscriber.is_completed());
-        hub.subscribers.push(emitter.clone());
+            .retain(|subscriber| !subscriber.emitter.is_completed());
+        hub.subscribers.push(Subscriber {
+            emitter: emitter.clone(),
+            lag: None,
+        });
         emitter
     }
 
     /// Sends `event` to every subscriber and keeps it for replay. Returns how many subscribers
-    /// it was queued for.
+    /// it was queued for (a lagging subscriber gets it later, or is given up).
     pub fn publish(&self, event: &SseEvent) -> usize {
         let mut hub = self.lock();
         if hub.closed {
             return 0;
         }
+        let seq = hub.next_seq;
+        hub.next_seq += 1;
         if hub.replay_capacity > 0 {
             if hub.replay.len() == hub.replay_capacity {
                 hub.replay.pop_front();
             }
-            hub.replay.push_back(event.clone());
+            hub.replay.push_back((seq, event.clone()));
         }
+        let Hub {
+            subscribers,
+            replay,
+            slow_after,
+            ..
+        } = &mut *hub;
         let mut delivered = 0;
-        hub.subscribers
-            .retain(|subscriber| match subscriber.try_send_event(event) {
-                Ok(()) => {
-                    delivered += 1;
+        subscribers.retain_mut(|subscriber| {
+            match subscriber.deliver(event, seq, replay, *slow_after) {
+                Ok(queued) => {
+                    delivered += usize::from(queued);
                     true
                 }
-                Err(EmitterError::Full) => {
-                    tracing::debug!("SSE subscriber too slow: completing its stream");
-                    subscriber.complete();
-                    false
-                }
-                Err(_) => false,
-            });
+                Err(()) => false,
+            }
+        });
         delivered
     }
 
@@ -172,7 +277,7 @@ impl SseBroadcaster {
     pub fn subscribers(&self) -> usize {
         let mut hub = self.lock();
         hub.subscribers
-            .retain(|subscriber| !subscriber.is_completed());
+            .retain(|subscriber| !subscriber.emitter.is_completed());
         hub.subscribers.len()
     }
 
@@ -183,7 +288,7 @@ impl SseBroadcaster {
         let mut hub = self.lock();
         let ended = hub.subscribers.len();
         for subscriber in hub.subscribers.drain(..) {
-            subscriber.complete();
+            subscriber.emitter.complete();
         }
         ended
     }
@@ -195,9 +300,9 @@ impl SseBroadcaster {
         hub.closed = true;
         for subscriber in hub.subscribers.drain(..) {
             if let Some(last) = last {
-                let _ = subscriber.try_send_event(last);
+                let _ = subscriber.emitter.force_send_event(last);
             }
-            subscriber.complete();
+            subscriber.emitter.complete();
         }
     }
 }

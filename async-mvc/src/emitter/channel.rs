@@ -1,21 +1,24 @@
 //! The queue between an emitter handle (any task, any thread) and its response body.
 //!
-//! Sends append encoded bytes; the body takes everything queued in one frame, so sends made
-//! before the response is written go out together, in order (Spring G.91–G.93). The queue is
-//! bounded in messages: `send` waits for room, `try_send` reports "full". Once the emitter is
-//! completed, timed out or its client gone, sends fail with an error that says which.
+//! Sends append encoded bytes; the body takes what is queued in one frame (up to
+//! [`MAX_BATCH`]; a larger send goes out alone, uncopied), so sends made before the response
+//! is written go out together, in order (Spring G.91–G.93). The queue is bounded in messages
+//! and in bytes: `send` waits for room (at most its send timeout), `try_send` reports "full".
+//! Once the emitter is completed, timed out, given up or its client gone, sends fail with an
+//! error that says which.
 
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::{
-    body::{Aborted, Source},
+    body::{Aborted, GiveUp, Source},
     error::EmitterError,
 };
 use crate::{error::AsyncError, guard::contain};
@@ -34,6 +37,22 @@ pub(crate) enum Closed {
     TimedOut,
     /// The client went away, or the emitter was never served.
     Disconnected,
+    /// Given up: the client read too slowly.
+    SlowConsumer,
+}
+
+/// The most bytes the body copies into one frame when several sends are queued: 16 KiB.
+const MAX_BATCH: usize = 16 * 1024;
+
+/// The bounds of an emitter's queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Sends queued, at most.
+    pub(crate) sends: usize,
+    /// Bytes queued, at most (a single larger send is queued alone).
+    pub(crate) bytes: usize,
+    /// How long `send` waits for room.
+    pub(crate) send_timeout: Option<Duration>,
 }
 
 impl Closed {
@@ -45,6 +64,7 @@ impl Closed {
             }
             Closed::TimedOut => EmitterError::TimedOut,
             Closed::Disconnected => EmitterError::Disconnected,
+            Closed::SlowConsumer => EmitterError::SlowConsumer,
         }
     }
 }
@@ -68,11 +88,15 @@ pub(crate) struct Channel {
     callbacks: Mutex<()>,
     /// Senders waiting for room.
     space: Notify,
-    capacity: usize,
+    bounds: Bounds,
 }
 
 struct State {
     queue: VecDeque<Bytes>,
+    /// The bytes in `queue`.
+    queued_bytes: usize,
+    /// Set once the body exists: ends the stream's accounting if it is given up.
+    give_up: Option<GiveUp>,
     /// Set once: from then on sends fail. The body still drains what was queued before a
     /// completion.
     closed: Option<Closed>,
@@ -85,10 +109,12 @@ struct State {
 }
 
 impl Channel {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(bounds: Bounds) -> Self {
         Channel {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                queued_bytes: 0,
+                give_up: None,
                 closed: None,
                 body_waker: None,
                 on_timeout: Vec::new(),
@@ -98,7 +124,11 @@ impl Channel {
             }),
             callbacks: Mutex::new(()),
             space: Notify::new(),
-            capacity: capacity.max(1),
+            bounds: Bounds {
+                sends: bounds.sends.max(1),
+                bytes: bounds.bytes.max(1),
+                send_timeout: bounds.send_timeout,
+            },
         }
     }
 
@@ -121,9 +151,13 @@ impl Channel {
             if let Some(closed) = &state.closed {
                 return Err(closed.error());
             }
-            if state.queue.len() >= self.capacity {
+            let full = state.queue.len() >= self.bounds.sends
+                || (!state.queue.is_empty()
+                    && state.queued_bytes + bytes.len() > self.bounds.bytes);
+            if full {
                 return Err(EmitterError::Full);
             }
+            state.queued_bytes += bytes.len();
             state.queue.push_back(bytes);
             state.body_waker.take()
         };
@@ -133,20 +167,79 @@ impl Channel {
         Ok(())
     }
 
-    /// Queues `bytes`, waiting while the queue is full.
+    /// Queues `bytes` whatever the bounds, unless the emitter is closed.
+    pub(crate) fn force_send(&self, bytes: Bytes) -> Result<(), EmitterError> {
+        let waker = {
+            let mut state = self.lock();
+            if let Some(closed) = &state.closed {
+                return Err(closed.error());
+            }
+            state.queued_bytes += bytes.len();
+            state.queue.push_back(bytes);
+            state.body_waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `bytes`, waiting while the queue is full — at most the send timeout.
     ///
     /// Cancel safety: if the future is dropped, nothing was queued.
     pub(crate) async fn send(&self, bytes: Bytes) -> Result<(), EmitterError> {
+        let mut deadline = None;
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
             // Registered before the check, so a drain in between is not missed.
             notified.as_mut().enable();
             match self.try_send(bytes.clone()) {
-                Err(EmitterError::Full) => notified.await,
+                Err(EmitterError::Full) => {}
                 other => return other,
             }
+            let Some(timeout) = self.bounds.send_timeout else {
+                notified.await;
+                continue;
+            };
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(EmitterError::SendTimedOut(timeout));
+            }
         }
+    }
+
+    /// Gives the stream up because its client reads too slowly: sends fail from now on, the
+    /// queue is dropped, the stream stops counting as in flight (counted as a slow consumer),
+    /// `on_error(SlowConsumer)` and `on_completion` run now, and the body aborts when hyper
+    /// next polls it (or the server's send timeout closes the connection). `false` if the
+    /// emitter was closed already.
+    pub(crate) fn give_up(&self, after: Duration) -> bool {
+        let _batch = self.callback_batch();
+        if !self.close(Closed::SlowConsumer) {
+            return false;
+        }
+        let give_up = {
+            let mut state = self.lock();
+            state.queue.clear();
+            state.queued_bytes = 0;
+            state.give_up.take()
+        };
+        if let Some(give_up) = give_up {
+            give_up.slow_consumer(after);
+        }
+        let error = AsyncError::SlowConsumer { after };
+        for on_error in std::mem::take(&mut self.lock().on_error) {
+            contain("on_error", || on_error(&error));
+        }
+        for on_completion in self.finish() {
+            contain("on_completion", on_completion);
+        }
+        true
+    }
+
+    fn attach(&self, give_up: GiveUp) {
+        self.lock().give_up = Some(give_up);
     }
 
     /// Closes the emitter for sends; `false` if it already was.
@@ -172,32 +265,46 @@ impl Channel {
         self.lock().closed.clone()
     }
 
-    /// The body's side: everything queued as one frame, else the end, else pending.
+    /// The body's side: what is queued as one frame (up to [`MAX_BATCH`] copied together),
+    /// else the end, else pending.
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Next {
         let next = {
             let mut state = self.lock();
-            match state.queue.len() {
-                0 => match &state.closed {
+            let Some(first) = state.queue.pop_front() else {
+                return match &state.closed {
                     Some(Closed::CompletedWithError(message)) => Next::Abort(message.clone()),
+                    Some(Closed::SlowConsumer) => Next::Abort(String::new()),
                     Some(_) => Next::End,
                     None => {
                         match &state.body_waker {
                             Some(waker) if waker.will_wake(cx.waker()) => {}
                             _ => state.body_waker = Some(cx.waker().clone()),
                         }
-                        return Next::Pending;
+                        Next::Pending
                     }
-                },
-                1 => Next::Data(state.queue.pop_front().unwrap_or_default()),
-                _ => {
-                    let size = state.queue.iter().map(Bytes::len).sum();
-                    let mut frame = BytesMut::with_capacity(size);
-                    for chunk in state.queue.drain(..) {
-                        frame.extend_from_slice(&chunk);
-                    }
-                    Next::Data(frame.freeze())
+                };
+            };
+            let mut size = first.len();
+            let batch = state
+                .queue
+                .iter()
+                .take_while(|chunk| {
+                    size += chunk.len();
+                    size <= MAX_BATCH
+                })
+                .count();
+            let frame = if batch == 0 {
+                first
+            } else {
+                let mut frame = BytesMut::with_capacity(MAX_BATCH.min(size));
+                frame.extend_from_slice(&first);
+                for chunk in state.queue.drain(..batch) {
+                    frame.extend_from_slice(&chunk);
                 }
-            }
+                frame.freeze()
+            };
+            state.queued_bytes = state.queued_bytes.saturating_sub(frame.len());
+            Next::Data(frame)
         };
         self.space.notify_waiters();
         next
@@ -236,6 +343,7 @@ impl Channel {
         self.close(Closed::Disconnected);
         let mut state = self.lock();
         state.queue.clear();
+        state.queued_bytes = 0;
         std::mem::take(&mut state.on_error)
     }
 
@@ -248,6 +356,7 @@ impl Channel {
         state.on_timeout.clear();
         state.on_error.clear();
         state.queue.clear();
+        state.queued_bytes = 0;
         std::mem::take(&mut state.on_completion)
     }
 }
@@ -266,7 +375,13 @@ impl Source for EmitterSource {
         match self.0.poll_next(cx) {
             Next::Data(bytes) => Poll::Ready(Some(Ok(bytes))),
             Next::End => Poll::Ready(None),
-            Next::Abort(message) => Poll::Ready(Some(Err(Aborted::CompletedWithError(message)))),
+            Next::Abort(message) => Poll::Ready(Some(Err(
+                if self.0.closed() == Some(Closed::SlowConsumer) {
+                    Aborted::SlowConsumer
+                } else {
+                    Aborted::CompletedWithError(message)
+                },
+            ))),
             Next::Pending => Poll::Pending,
         }
     }
@@ -281,6 +396,10 @@ impl Source for EmitterSource {
                 contain("on_timeout", on_timeout);
             }
         })
+    }
+
+    fn attach(&mut self, give_up: GiveUp) {
+        self.0.attach(give_up);
     }
 
     fn shut_down(&mut self) {

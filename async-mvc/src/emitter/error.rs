@@ -24,6 +24,15 @@ pub enum EmitterError {
     /// The buffer is full (`try_send` only): the client reads slower than the producer sends.
     #[error("the emitter's buffer is full")]
     Full,
+    /// `send` waited for room in the buffer for the emitter's send timeout
+    /// ([`EmitterBuilder::send_timeout`](crate::EmitterBuilder::send_timeout)): the client
+    /// accepts no bytes. Nothing was sent; the emitter stays open.
+    #[error("the emitter's buffer stayed full for {} ms: the client is not reading", .0.as_millis())]
+    SendTimedOut(std::time::Duration),
+    /// The stream was given up because its client read too slowly (a broadcaster's slow
+    /// subscriber); see [`AsyncError::SlowConsumer`](crate::AsyncError::SlowConsumer).
+    #[error("the stream was given up: the client read too slowly")]
+    SlowConsumer,
     /// The value could not be serialized; nothing was sent.
     #[error("the value could not be serialized: {0}")]
     Json(#[source] serde_json::Error),
@@ -48,6 +57,7 @@ impl EmitterError {
                 | EmitterError::CompletedWithError(_)
                 | EmitterError::TimedOut
                 | EmitterError::Disconnected
+                | EmitterError::SlowConsumer
         )
     }
 }

@@ -19,9 +19,12 @@ mod response_body;
 mod sse;
 mod streaming;
 
-pub use broadcast::{SseBroadcaster, DEFAULT_REPLAY};
+pub use broadcast::{SseBroadcaster, DEFAULT_REPLAY, DEFAULT_SLOW_SUBSCRIBER_TIMEOUT};
 pub use error::EmitterError;
 pub use reactive::{ReactiveFuture, ReactiveStream};
-pub use response_body::{EmitterBuilder, ResponseBodyEmitter, DEFAULT_CAPACITY};
+pub use response_body::{
+    EmitterBuilder, ResponseBodyEmitter, DEFAULT_BUFFER_BYTES, DEFAULT_CAPACITY,
+    DEFAULT_EMITTER_SEND_TIMEOUT,
+};
 pub use sse::{SseEmitter, SseEmitterBuilder, DEFAULT_HEARTBEAT};
 pub use streaming::{BodyWriter, StreamingResponseBody};

@@ -8,7 +8,7 @@ use http::HeaderMap;
 use serde::Serialize;
 
 use super::{
-    channel::{Channel, Closed, EmitterSource},
+    channel::{Bounds, Channel, Closed, EmitterSource},
     error::EmitterError,
     lifecycle,
 };
@@ -22,6 +22,17 @@ use crate::{
 /// How many sends an emitter buffers before `send` waits (and `try_send` reports
 /// [`EmitterError::Full`]), unless [`EmitterBuilder::capacity`] says otherwise.
 pub const DEFAULT_CAPACITY: usize = 256;
+
+/// How many bytes an emitter buffers before `send` waits (and `try_send` reports
+/// [`EmitterError::Full`]), unless [`EmitterBuilder::max_buffered_bytes`] says otherwise:
+/// 64 KiB. Together with the server's own bound (64 KiB per HTTP/1 connection in
+/// [`serve`](crate::serve)), what a client that stops reading can cost.
+pub const DEFAULT_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How long `send` waits for room in a full buffer before it fails with
+/// [`EmitterError::SendTimedOut`], unless [`EmitterBuilder::send_timeout`] says otherwise:
+/// 30 s.
+pub const DEFAULT_EMITTER_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An emitter's timeout setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +72,11 @@ impl Timeout {
 ///
 /// # Backpressure and slow clients
 ///
-/// Each emitter buffers at most [`DEFAULT_CAPACITY`] sends (configurable): `send` waits for
-/// room, `try_send` fails with [`EmitterError::Full`]. A client that stops reading therefore
-/// holds its producer at `send` — with bounded memory — until the timeout fires or the client
-/// disconnects, and then `send` fails. Producers that must not wait (a broadcaster) use
+/// Each emitter buffers at most [`DEFAULT_CAPACITY`] sends and [`DEFAULT_BUFFER_BYTES`] bytes
+/// (both configurable): `send` waits for room, `try_send` fails with [`EmitterError::Full`]. A
+/// client that stops reading therefore holds its producer at `send` — with bounded memory —
+/// for at most the send timeout ([`DEFAULT_EMITTER_SEND_TIMEOUT`]; then
+/// [`EmitterError::SendTimedOut`]), or until the emitter times out or the client disconnects. Producers that must not wait (a broadcaster) use
 /// `try_send` and drop or disconnect slow clients.
 ///
 /// # Lifecycle
@@ -109,6 +121,8 @@ pub struct ResponseBodyEmitter {
 pub struct EmitterBuilder {
     timeout: Timeout,
     capacity: usize,
+    max_bytes: usize,
+    send_timeout: Option<Duration>,
 }
 
 impl EmitterBuilder {
@@ -137,10 +151,28 @@ impl EmitterBuilder {
         self
     }
 
+    /// How many bytes are buffered before `send` waits (at least 1; default
+    /// [`DEFAULT_BUFFER_BYTES`]). A single larger send is still accepted into an empty buffer.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// How long `send` waits for room before it fails with [`EmitterError::SendTimedOut`]
+    /// (default [`DEFAULT_EMITTER_SEND_TIMEOUT`]); `None` waits as long as the emitter is open.
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
     /// The emitter.
     pub fn build(self) -> ResponseBodyEmitter {
         ResponseBodyEmitter {
-            channel: Arc::new(Channel::new(self.capacity)),
+            channel: Arc::new(Channel::new(Bounds {
+                sends: self.capacity,
+                bytes: self.max_bytes,
+                send_timeout: self.send_timeout,
+            })),
             timeout: self.timeout,
         }
     }
@@ -151,6 +183,8 @@ impl Default for EmitterBuilder {
         EmitterBuilder {
             timeout: Timeout::Default,
             capacity: DEFAULT_CAPACITY,
+            max_bytes: DEFAULT_BUFFER_BYTES,
+            send_timeout: Some(DEFAULT_EMITTER_SEND_TIMEOUT),
         }
     }
 }
@@ -221,6 +255,16 @@ impl ResponseBodyEmitter {
     /// waiting.
     pub fn try_send_bytes(&self, bytes: impl Into<Bytes>) -> Result<(), EmitterError> {
         self.channel.try_send(bytes.into())
+    }
+
+    /// Queues `bytes` whatever the bounds (a broadcaster's replay, itself bounded).
+    pub(super) fn force_send_bytes(&self, bytes: Bytes) -> Result<(), EmitterError> {
+        self.channel.force_send(bytes)
+    }
+
+    /// Gives the stream up: its client reads too slowly (see [`AsyncError::SlowConsumer`]).
+    pub(super) fn give_up(&self, after: Duration) -> bool {
+        self.channel.give_up(after)
     }
 
     /// Completes the response once what was sent is written. Later calls do nothing.

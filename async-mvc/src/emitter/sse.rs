@@ -93,6 +93,22 @@ impl SseEmitterBuilder {
         self
     }
 
+    /// How many bytes are buffered before `send` waits (default
+    /// [`DEFAULT_BUFFER_BYTES`](crate::DEFAULT_BUFFER_BYTES)); see
+    /// [`EmitterBuilder::max_buffered_bytes`].
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.emitter = self.emitter.max_buffered_bytes(bytes);
+        self
+    }
+
+    /// How long `send` waits for room (default
+    /// [`DEFAULT_EMITTER_SEND_TIMEOUT`](crate::DEFAULT_EMITTER_SEND_TIMEOUT)); see
+    /// [`EmitterBuilder::send_timeout`].
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.emitter = self.emitter.send_timeout(timeout);
+        self
+    }
+
     /// The idle interval after which a heartbeat comment is written (default
     /// [`DEFAULT_HEARTBEAT`]).
     pub fn heartbeat(mut self, every: Duration) -> Self {
@@ -179,6 +195,19 @@ impl SseEmitter {
             return Ok(());
         }
         self.emitter.try_send_bytes(event.bytes().clone())
+    }
+
+    /// Queues `event` whatever the buffer's bounds (a broadcaster's replay).
+    pub(super) fn force_send_event(&self, event: &SseEvent) -> Result<(), EmitterError> {
+        if event.is_empty() {
+            return Ok(());
+        }
+        self.emitter.force_send_bytes(event.bytes().clone())
+    }
+
+    /// Gives the stream up: its client reads too slowly.
+    pub(super) fn give_up(&self, after: Duration) -> bool {
+        self.emitter.give_up(after)
     }
 
     /// Completes the stream once what was sent is written.

@@ -78,6 +78,7 @@ struct Counters {
     disconnected: AtomicU64,
     rejected: AtomicU64,
     errors: AtomicU64,
+    slow_consumers: AtomicU64,
 }
 
 /// A snapshot of an [`AsyncManager`]'s counters.
@@ -102,6 +103,12 @@ pub struct AsyncMetrics {
     /// Tasks that panicked (answered `500` unless `on_error` supplied a value), and streaming
     /// responses aborted by an error.
     pub errors: u64,
+    /// Streams given up because their client read too slowly: an [`SseBroadcaster`] subscriber
+    /// whose buffer stayed full beyond its broadcaster's slow-subscriber timeout (ended at
+    /// once, and no longer `in_flight`).
+    ///
+    /// [`SseBroadcaster`]: crate::SseBroadcaster
+    pub slow_consumers: u64,
 }
 
 impl AsyncManager {
@@ -166,6 +173,7 @@ impl AsyncManager {
             disconnected: counters.disconnected.load(Ordering::Relaxed),
             rejected: counters.rejected.load(Ordering::Relaxed),
             errors: counters.errors.load(Ordering::Relaxed),
+            slow_consumers: counters.slow_consumers.load(Ordering::Relaxed),
         }
     }
 
@@ -276,6 +284,7 @@ impl AsyncManager {
             Count::Disconnected => &counters.disconnected,
             Count::Rejected => &counters.rejected,
             Count::Error => &counters.errors,
+            Count::SlowConsumer => &counters.slow_consumers,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -329,6 +338,8 @@ pub(crate) enum Count {
     Rejected,
     /// A task panicked, or a stream was aborted by an error.
     Error,
+    /// A stream was given up because its client read too slowly.
+    SlowConsumer,
 }
 
 /// Counts one async request as pending from admission until drop; holds its manager.
