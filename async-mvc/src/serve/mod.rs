@@ -279,9 +279,40 @@ impl Serve {
         let full_log = LogThrottle::new(LOG_INTERVAL);
         let accept_log = LogThrottle::new(LOG_INTERVAL);
 
-        'accepting: loop {
-            match table.make_room() {
-                Room::Free => {}
+        // `true` while over the limit with no connection to shed: accept no more until there
+        // is room (clients wait in the backlog).
+        let mut full = false;
+        loop {
+            if full {
+                tokio::select! {
+                    biased;
+                    () = &mut signal => break,
+                    () = table.freed() => {}
+                    () = tokio::time::sleep(FULL_RECHECK) => {}
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = &mut signal => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => serve(stream),
+                        Err(error) if is_connection_error(&error) => {}
+                        Err(error) => {
+                            stats.counters().accept_errors.fetch_add(1, Ordering::Relaxed);
+                            accept_log.log(|more| {
+                                tracing::error!(
+                                    %error,
+                                    more,
+                                    "accept failed; pausing 50 ms ({more} more since the last line)"
+                                );
+                            });
+                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        }
+                    },
+                }
+            }
+            full = match table.make_room() {
+                Room::Free => false,
                 Room::Shed(phase) => {
                     let counters = stats.counters();
                     let counter = match phase {
@@ -298,48 +329,26 @@ impl Serve {
                              request in progress ({more} more since the last line)"
                         );
                     });
+                    false
                 }
                 Room::Full => {
-                    stats
-                        .counters()
-                        .limit_reached
-                        .fetch_add(1, Ordering::Relaxed);
-                    full_log.log(|more| {
-                        tracing::warn!(
-                            limit = table.limit(),
-                            more,
-                            "at the connection limit with a request in progress on every \
-                             connection: new clients wait in the listen backlog"
-                        );
-                    });
-                    tokio::select! {
-                        biased;
-                        () = &mut signal => break 'accepting,
-                        () = table.freed() => {}
-                        () = tokio::time::sleep(FULL_RECHECK) => {}
-                    }
-                    continue;
-                }
-            }
-            tokio::select! {
-                biased;
-                () = &mut signal => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => serve(stream),
-                    Err(error) if is_connection_error(&error) => {}
-                    Err(error) => {
-                        stats.counters().accept_errors.fetch_add(1, Ordering::Relaxed);
-                        accept_log.log(|more| {
-                            tracing::error!(
-                                %error,
+                    if !full {
+                        stats
+                            .counters()
+                            .limit_reached
+                            .fetch_add(1, Ordering::Relaxed);
+                        full_log.log(|more| {
+                            tracing::warn!(
+                                limit = table.limit(),
                                 more,
-                                "accept failed; pausing 50 ms ({more} more since the last line)"
+                                "at the connection limit with a request in progress on every \
+                                 connection: new clients wait in the listen backlog"
                             );
                         });
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     }
-                },
-            }
+                    true
+                }
+            };
         }
 
         // Stop: what the kernel already queued is accepted and served before the listener

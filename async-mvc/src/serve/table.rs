@@ -92,10 +92,10 @@ impl Table {
         }
     }
 
-    /// Before an accept: room for one more connection, made by shedding one if need be.
+    /// Over the limit (just accepted one too many): room made by shedding one if need be.
     pub(super) fn make_room(&self) -> Room {
         let mut state = self.lock();
-        if state.open.len().saturating_sub(state.shedding) < self.limit {
+        if state.open.len().saturating_sub(state.shedding) <= self.limit {
             return Room::Free;
         }
         for pass in 0..2 {
