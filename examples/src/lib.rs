@@ -9,5 +9,6 @@
 //! clients that leave mid-wait and mid-stream; after each round nothing may be left in flight.
 //! Run it with `cargo run --release -p async-mvc-examples --bin soak`.
 
+pub mod cli;
 pub mod order_desk;
 pub mod soak;

@@ -16,7 +16,7 @@ use super::conn::CloseReason;
 
 /// A snapshot of a server's connection counters, from [`ConnectionStats::snapshot`]. Counters
 /// count since the server started; `open` is the number of connections now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ConnectionMetrics {
     /// Connections now open (accepted, not closed yet).

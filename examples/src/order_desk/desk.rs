@@ -1,6 +1,8 @@
 //! [`OrderDesk`]: the assembled application.
 
-use async_mvc::{AsyncManager, RouterExt};
+use std::sync::{Arc, OnceLock};
+
+use async_mvc::{AsyncManager, ConnectionStats, RouterExt};
 use axum::{routing::get, Json, Router};
 
 use super::{page, DemoConfig, Fulfilment, OrderStore, OrdersController};
@@ -12,6 +14,7 @@ pub struct OrderDesk {
     router: Router,
     store: OrderStore,
     manager: AsyncManager,
+    connections: Arc<OnceLock<ConnectionStats>>,
 }
 
 impl OrderDesk {
@@ -33,11 +36,25 @@ impl OrderDesk {
             .invoice_timeout(config.invoice_timeout)
             .invoice_hash_rounds(config.invoice_hash_rounds);
         let metrics = manager.clone();
+        let connections: Arc<OnceLock<ConnectionStats>> = Arc::default();
+        let connection_metrics = Arc::clone(&connections);
         let router = Router::new()
             .route("/", get(page::index))
             .route(
                 "/api/metrics",
-                get(move || std::future::ready(Json(metrics.metrics()))),
+                get(move || {
+                    // The manager's counters, and the server's `connections` once attached.
+                    let mut body = serde_json::to_value(metrics.metrics()).unwrap_or_default();
+                    if let (Some(stats), Some(fields)) =
+                        (connection_metrics.get(), body.as_object_mut())
+                    {
+                        fields.insert(
+                            "connections".to_owned(),
+                            serde_json::to_value(stats.snapshot()).unwrap_or_default(),
+                        );
+                    }
+                    std::future::ready(Json(body))
+                }),
             )
             .controller(controller)
             .async_support(manager.clone());
@@ -45,6 +62,7 @@ impl OrderDesk {
             router,
             store,
             manager,
+            connections,
         }
     }
 
@@ -64,6 +82,12 @@ impl OrderDesk {
     /// streams were open. See [`OrderStore::drop_streams`].
     pub fn drop_streams(&self) -> usize {
         self.store.drop_streams()
+    }
+
+    /// Adds the server's connection counters to `GET /api/metrics` (as `connections`). Only
+    /// the first call counts.
+    pub fn attach_connection_stats(&self, stats: ConnectionStats) {
+        let _ = self.connections.set(stats);
     }
 
     /// The manager driving the long polls and the invoice tasks; read its
