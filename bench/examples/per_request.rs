@@ -1,7 +1,7 @@
 //! Runs `N` requests to `GET /w1`, for instruction counts under `valgrind --tool=callgrind`:
 //!
 //! ```text
-//! per_request baseline|async-mvc|layer|controller|w5-baseline|w5-async-mvc N [router|http]
+//! per_request baseline|async-mvc|layer|controller|w5-baseline|w5-async-mvc N [router|http|serve]
 //! ```
 //!
 //! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs;
@@ -10,8 +10,11 @@
 //!
 //! `router` (the default) drives the router in process with `oneshot`; `http` serves it on
 //! 127.0.0.1 with `axum::serve` and sends the requests over one keep-alive hyper connection,
-//! both in this one thread. Run it with two values of `N`: the difference of the totals divided
+//! both in this one thread; `serve` does the same with `async_mvc::serve` (its keep-alive request
+//! limit lifted, so the one connection carries every request). Run it with two values of `N`: the difference of the totals divided
 //! by the difference of `N` is the cost of one request, without the start-up.
+
+use std::future::IntoFuture;
 
 use async_mvc::prelude::*;
 use axum::{body::Body, http::Request, routing::get, Router};
@@ -43,13 +46,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .async_support(AsyncConfig::new()),
     };
     let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
-    let over_http = args.next().as_deref() == Some("http");
+    let transport = args.next();
+    let over_http = matches!(transport.as_deref(), Some("http" | "serve"));
+    let async_mvc_serve = transport.as_deref() == Some("serve");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         if over_http {
-            http(router, n, path).await
+            http(router, n, path, async_mvc_serve).await
         } else {
             in_process(router, n, path).await
         }
@@ -88,10 +93,20 @@ async fn in_process(router: Router, n: u64, path: &str) -> Result<(), Box<dyn st
     Ok(())
 }
 
-async fn http(router: Router, n: u64, path: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn http(
+    router: Router,
+    n: u64,
+    path: &str,
+    async_mvc_serve: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    if async_mvc_serve {
+        let serve = async_mvc::serve(listener, router).max_keep_alive_requests(u64::MAX);
+        tokio::spawn(serve.into_future());
+    } else {
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
     let stream = tokio::net::TcpStream::connect(address).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;

@@ -10,6 +10,9 @@
 //! | `GET /w3` | never completed: `503` after [`W3_TIMEOUT`], with the handler's start time in [`STARTED_HEADER`] |
 //! | `GET /w4/events` | an SSE subscription (baseline: `Sse` over a `broadcast` receiver; async-mvc: `SseBroadcaster`) |
 //! | `POST /w4/publish?n=N` | publishes `N` events from the handler |
+//! | `GET /w8/events` | async-mvc only: an SSE subscription with the library's default buffer bounds (256 events, 64 KiB) and slow-subscriber timeout |
+//! | `POST /w8/publish?rate=R&seconds=S` | async-mvc only: a background task publishes [`W8_EVENT_BYTES`]-byte events at `R`/s for `S` s |
+//! | `GET /w8/stats` | async-mvc only: `in_flight subscribers slow_consumers` of the manager and the W8 broadcaster |
 //! | `GET /w5` | 1 ms of blocking work (`std::thread::sleep`, as a servlet thread would block) on a pool of [`W5_THREADS`] threads |
 
 use std::{
@@ -19,8 +22,8 @@ use std::{
 };
 
 use async_mvc::{
-    AsyncConfig, AsyncTaskExecutor, Callable, DeferredResult, RouterExt, SseBroadcaster,
-    SseEmitter, SseEvent,
+    AsyncConfig, AsyncManager, AsyncTaskExecutor, Callable, DeferredResult, RouterExt,
+    SseBroadcaster, SseEmitter, SseEvent,
 };
 use axum::{
     extract::{Path, RawQuery, State},
@@ -48,6 +51,8 @@ pub const W3_TIMEOUT: Duration = Duration::from_secs(1);
 pub const W5_THREADS: usize = 50;
 /// How long `GET /w5` blocks.
 pub const W5_WORK: Duration = Duration::from_millis(1);
+/// The data of one W8 event, in bytes (the encoded event is `data:` + this + `\n\n`).
+pub const W8_EVENT_BYTES: usize = 100;
 /// Events buffered per SSE subscriber, in both implementations (async-mvc's default).
 pub const SSE_CAPACITY: usize = async_mvc::DEFAULT_CAPACITY;
 
@@ -328,6 +333,9 @@ mod baseline {
 pub struct MvcState {
     pending: Mutex<Vec<DeferredResult<String>>>,
     hub: SseBroadcaster,
+    /// W8's broadcaster: the library's defaults for subscribers.
+    w8: SseBroadcaster,
+    manager: AsyncManager,
 }
 
 impl Default for MvcState {
@@ -340,6 +348,18 @@ impl Default for MvcState {
                     .no_heartbeat()
                     .capacity(SSE_CAPACITY),
             ),
+            w8: SseBroadcaster::new()
+                .subscriber_settings(SseEmitter::builder().no_timeout().no_heartbeat()),
+            manager: AsyncManager::new(
+                AsyncConfig::new().task_executor(
+                    AsyncTaskExecutor::builder()
+                        .core_pool_size(W5_THREADS)
+                        .max_pool_size(W5_THREADS)
+                        .thread_name_prefix("w5-")
+                        .build()
+                        .expect("constant executor settings are valid"),
+                ),
+            ),
         }
     }
 }
@@ -348,12 +368,7 @@ mod mvc {
     use super::*;
 
     pub(super) fn router(state: Arc<MvcState>) -> Router {
-        let executor = AsyncTaskExecutor::builder()
-            .core_pool_size(W5_THREADS)
-            .max_pool_size(W5_THREADS)
-            .thread_name_prefix("w5-")
-            .build()
-            .expect("constant executor settings are valid");
+        let manager = state.manager.clone();
         Router::new()
             .route("/w1", get(w1))
             .route("/w2/count", get(count))
@@ -363,8 +378,53 @@ mod mvc {
             .route("/w4/events", get(events))
             .route("/w4/publish", post(publish))
             .route("/w5", get(w5))
+            .route("/w8/events", get(w8_events))
+            .route("/w8/publish", post(w8_publish))
+            .route("/w8/stats", get(w8_stats))
             .with_state(state)
-            .async_support(AsyncConfig::new().task_executor(executor))
+            .async_support(manager)
+    }
+
+    async fn w8_events(State(state): State<Arc<MvcState>>) -> SseEmitter {
+        state.w8.subscribe(None)
+    }
+
+    /// Starts publishing at `rate` events/s for `seconds` s, in ticks of 1 ms.
+    async fn w8_publish(State(state): State<Arc<MvcState>>, RawQuery(q): RawQuery) -> StatusCode {
+        let param = |name: &str, default: u64| {
+            q.as_deref()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(name)))
+                .and_then(|v| v.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let (rate, seconds) = (param("rate", 8_000), param("seconds", 60));
+        let data = "x".repeat(W8_EVENT_BYTES);
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let end = started + Duration::from_secs(seconds);
+            let mut ticks = tokio::time::interval(Duration::from_millis(1));
+            let mut sent = 0_u64;
+            while tokio::time::Instant::now() < end {
+                ticks.tick().await;
+                let due = rate * started.elapsed().as_millis() as u64 / 1000;
+                while sent < due {
+                    state.w8.publish(&SseEvent::data(data.as_str()));
+                    sent += 1;
+                }
+            }
+        });
+        StatusCode::ACCEPTED
+    }
+
+    async fn w8_stats(State(state): State<Arc<MvcState>>) -> String {
+        let metrics = state.manager.metrics();
+        format!(
+            "{} {} {}",
+            metrics.in_flight,
+            state.w8.subscribers(),
+            metrics.slow_consumers
+        )
     }
 
     async fn w1() -> DeferredResult<&'static str> {

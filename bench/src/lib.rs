@@ -6,9 +6,11 @@
 //! - [`limits`]: raising the open-file limit, reading a process's resident memory.
 //!
 //! Binaries: `bench` (the one command: orchestrator and load generator), `bench-server` (one
-//! server process per implementation) and `bench-inproc` (in-process workloads under a counting
+//! server process per implementation; [`server`]), `bench-server-mimalloc` (the same on
+//! mimalloc) and `bench-inproc` (in-process workloads under a counting
 //! allocator). See `BENCHMARKS.md` at the repository root.
 
 pub mod apps;
 pub mod clock;
 pub mod limits;
+pub mod server;

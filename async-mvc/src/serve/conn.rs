@@ -1,40 +1,59 @@
 //! [`Conn`]: what the server knows of one connection — the phase it is in and since when —
-//! shared by its task, its I/O, its requests and the connection table, and the verdict of its
-//! timeouts.
+//! shared by its task, its I/O, its requests and the connection table; the verdict of its
+//! timeouts; and the signal with which the table asks its task to close it or to stop.
 //!
-//! Phases are updated with relaxed atomics on the request path (three stores per request, no
-//! lock, no timer): the connection's task reads them when its one timer fires, and the table
-//! when it looks for a connection to shed.
+//! The request path pays relaxed atomics only — no lock, no timer, no clock call: timestamps
+//! come from a coarse [`Clock`] that the table's sweeper advances, and the sweeper, not a
+//! timer per connection, applies the timeouts.
 
 use std::{
-    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed},
+        Arc,
+    },
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
-use tokio::{sync::Notify, time::Instant};
+use futures::task::AtomicWaker;
+use tokio::time::Instant;
 
 use super::settings::Settings;
 
-/// Milliseconds since the server started: timestamps that fit in an atomic.
-#[derive(Debug, Clone, Copy)]
+/// Milliseconds since the server started, advanced by the sweeper every `resolution`: a
+/// timestamp is one relaxed load.
+#[derive(Debug)]
 pub(super) struct Clock {
     start: Instant,
+    now_ms: AtomicU64,
+    resolution_ms: u64,
 }
 
 impl Clock {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(resolution: Duration) -> Self {
         Clock {
             start: Instant::now(),
+            now_ms: AtomicU64::new(0),
+            resolution_ms: ms(resolution).max(1),
         }
     }
 
-    pub(super) fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Advances the clock to the real time.
+    pub(super) fn tick(&self) -> u64 {
+        let now = ms(self.start.elapsed());
+        self.now_ms.store(now, Relaxed);
+        now
     }
 
-    pub(super) fn instant(&self, ms: u64) -> Instant {
-        self.start + Duration::from_millis(ms)
+    /// A timestamp no earlier than the real time (the clock is behind by less than its
+    /// resolution), so that a timeout measured from it never fires early.
+    fn stamp(&self) -> u64 {
+        self.now_ms.load(Relaxed) + self.resolution_ms
     }
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Where a connection is when no request is in progress on it.
@@ -49,31 +68,43 @@ pub(super) enum Phase {
 
 /// Why the server closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(super) enum CloseReason {
     /// The request head did not arrive in full within the header read timeout.
-    HeaderReadTimeout,
+    HeaderReadTimeout = 1,
     /// No next request within the keep-alive timeout.
-    KeepAliveTimeout,
+    KeepAliveTimeout = 2,
     /// The client accepted no byte of a response for the send timeout.
-    SendTimeout,
+    SendTimeout = 3,
     /// Shed at the connection limit to make room for a new client.
-    Shed,
+    Shed = 4,
 }
 
-/// What the connection's timer decides when it fires.
-pub(super) enum Verdict {
+impl CloseReason {
+    fn from_u8(value: u8) -> Option<CloseReason> {
+        match value {
+            1 => Some(CloseReason::HeaderReadTimeout),
+            2 => Some(CloseReason::KeepAliveTimeout),
+            3 => Some(CloseReason::SendTimeout),
+            4 => Some(CloseReason::Shed),
+            _ => None,
+        }
+    }
+}
+
+/// What the table asks of a connection's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Signal {
+    /// Close it now.
     Close(CloseReason),
-    /// Look again at this time.
-    CheckAt(Instant),
+    /// The server stops: finish the request in progress, then close.
+    Stop,
 }
-
-/// The shortest interval between two looks of a connection's timer.
-const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 
 /// One connection's shared state.
 #[derive(Debug)]
 pub(super) struct Conn {
-    clock: Clock,
+    clock: Arc<Clock>,
     phase: AtomicU8,
     /// When the phase began (ms on the clock).
     since: AtomicU64,
@@ -83,32 +114,34 @@ pub(super) struct Conn {
     requests: AtomicU64,
     /// 1 + when a write first returned `Pending` without a write succeeding since; 0 if none.
     write_blocked_since: AtomicU64,
-    /// Chosen to be shed by the table; its task closes it.
-    shed: AtomicBool,
-    shed_notice: Notify,
-    /// Close with a reset (`SO_LINGER` 0), freeing the socket's buffers at once.
-    reset_on_close: AtomicBool,
+    /// The [`CloseReason`] the table asked for, as `u8`; 0 for none.
+    close: AtomicU8,
+    /// The server stops.
+    stopping: AtomicBool,
+    /// The connection's task, woken when `close` or `stopping` is set.
+    task: AtomicWaker,
 }
 
 impl Conn {
-    pub(super) fn new(clock: Clock) -> Self {
+    pub(super) fn new(clock: Arc<Clock>, stopping: bool) -> Self {
+        let since = clock.stamp();
         Conn {
             clock,
             phase: AtomicU8::new(Phase::ReadingHead as u8),
-            since: AtomicU64::new(clock.now_ms()),
+            since: AtomicU64::new(since),
             busy: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             write_blocked_since: AtomicU64::new(0),
-            shed: AtomicBool::new(false),
-            shed_notice: Notify::new(),
-            reset_on_close: AtomicBool::new(false),
+            close: AtomicU8::new(0),
+            stopping: AtomicBool::new(stopping),
+            task: AtomicWaker::new(),
         }
     }
 
     /// Bytes were read: on an idle connection, the next request head has begun.
     pub(super) fn read_some(&self) {
         if self.busy.load(Relaxed) == 0 && self.phase.load(Relaxed) == Phase::Idle as u8 {
-            self.since.store(self.clock.now_ms(), Relaxed);
+            self.since.store(self.clock.stamp(), Relaxed);
             self.phase.store(Phase::ReadingHead as u8, Relaxed);
         }
     }
@@ -122,7 +155,7 @@ impl Conn {
     /// A response was written in full, or abandoned.
     pub(super) fn request_ended(&self) {
         if self.busy.fetch_sub(1, Relaxed) == 1 {
-            self.since.store(self.clock.now_ms(), Relaxed);
+            self.since.store(self.clock.stamp(), Relaxed);
             self.phase.store(Phase::Idle as u8, Relaxed);
         }
     }
@@ -131,7 +164,7 @@ impl Conn {
     pub(super) fn write_blocked(&self) {
         if self.write_blocked_since.load(Relaxed) == 0 {
             self.write_blocked_since
-                .store(self.clock.now_ms() + 1, Relaxed);
+                .store(self.clock.stamp() + 1, Relaxed);
         }
     }
 
@@ -142,9 +175,9 @@ impl Conn {
         }
     }
 
-    /// The phase, and since when (ms), if no request is in progress and it is not shed yet.
+    /// The phase, and since when (ms), if no request is in progress and no close was asked.
     pub(super) fn sheddable(&self) -> Option<(Phase, u64)> {
-        if self.busy.load(Relaxed) != 0 || self.shed.load(Relaxed) {
+        if self.busy.load(Relaxed) != 0 || self.close.load(Relaxed) != 0 {
             return None;
         }
         let phase = if self.phase.load(Relaxed) == Phase::Idle as u8 {
@@ -155,64 +188,89 @@ impl Conn {
         Some((phase, self.since.load(Relaxed)))
     }
 
-    /// Marks the connection to be shed and wakes its task; `false` if it already was.
-    pub(super) fn shed(&self) -> bool {
-        if self.shed.swap(true, Relaxed) {
+    /// Asks the task to close the connection; `false` if a close was asked already.
+    pub(super) fn request_close(&self, reason: CloseReason) -> bool {
+        if self
+            .close
+            .compare_exchange(0, reason as u8, Relaxed, Relaxed)
+            .is_err()
+        {
             return false;
         }
-        self.reset_on_close.store(true, Relaxed);
-        self.shed_notice.notify_one();
+        self.task.wake();
         true
     }
 
+    /// Tells the task that the server stops.
+    pub(super) fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+        self.task.wake();
+    }
+
+    /// Whether the server stops: responses from now on say `Connection: close`.
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
     pub(super) fn is_shed(&self) -> bool {
-        self.shed.load(Relaxed)
+        self.close.load(Relaxed) == CloseReason::Shed as u8
     }
 
-    /// Resolves once the connection is chosen to be shed.
-    pub(super) async fn shed_requested(&self) {
-        while !self.is_shed() {
-            self.shed_notice.notified().await;
-        }
-    }
-
+    /// Close with a reset (`SO_LINGER` 0), freeing the socket's buffers at once: a shed
+    /// connection, or one whose client stopped reading.
     pub(super) fn reset_on_close(&self) -> bool {
-        self.reset_on_close.load(Relaxed)
+        matches!(
+            CloseReason::from_u8(self.close.load(Relaxed)),
+            Some(CloseReason::Shed | CloseReason::SendTimeout)
+        )
     }
 
-    /// The timer's look at the connection, at `now`.
-    pub(super) fn verdict(&self, settings: &Settings) -> Verdict {
-        let now = self.clock.now_ms();
-        let ms = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        let interval = settings
-            .header_read_timeout
-            .min(settings.keep_alive_timeout)
-            .min(settings.send_timeout)
-            .max(MIN_CHECK_INTERVAL);
-        let mut next = now.saturating_add(ms(interval));
+    /// The close asked for, if any; else whether the server stops (once `stop_seen` is false).
+    /// Registers the task's waker when nothing is to be done yet, unless `registered` is a
+    /// waker that wakes the same task (a task's waker rarely changes: this saves a swap per
+    /// poll).
+    pub(super) fn poll_signal(
+        &self,
+        cx: &mut Context<'_>,
+        stop_seen: bool,
+        registered: &mut Option<Waker>,
+    ) -> Poll<Signal> {
+        let check = || {
+            if let Some(reason) = CloseReason::from_u8(self.close.load(Relaxed)) {
+                return Some(Signal::Close(reason));
+            }
+            (!stop_seen && self.stopping.load(Relaxed)).then_some(Signal::Stop)
+        };
+        if let Some(signal) = check() {
+            return Poll::Ready(signal);
+        }
+        if registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        self.task.register(cx.waker());
+        *registered = Some(cx.waker().clone());
+        // Checked again after registering: a signal set in between is not missed.
+        check().map_or(Poll::Pending, Poll::Ready)
+    }
 
+    /// The sweeper's look at the connection, at `now` (ms on the clock).
+    pub(super) fn verdict(&self, settings: &Settings, now: u64) -> Option<CloseReason> {
         let blocked = self.write_blocked_since.load(Relaxed);
-        if blocked != 0 {
-            let due = (blocked - 1).saturating_add(ms(settings.send_timeout));
-            if now >= due {
-                self.reset_on_close.store(true, Relaxed);
-                return Verdict::Close(CloseReason::SendTimeout);
-            }
-            next = next.min(due);
+        if blocked != 0 && now >= (blocked - 1).saturating_add(ms(settings.send_timeout)) {
+            return Some(CloseReason::SendTimeout);
         }
-        if self.busy.load(Relaxed) == 0 {
-            let since = self.since.load(Relaxed);
-            let (timeout, reason) = if self.phase.load(Relaxed) == Phase::Idle as u8 {
-                (settings.keep_alive_timeout, CloseReason::KeepAliveTimeout)
-            } else {
-                (settings.header_read_timeout, CloseReason::HeaderReadTimeout)
-            };
-            let due = since.saturating_add(ms(timeout));
-            if now >= due {
-                return Verdict::Close(reason);
-            }
-            next = next.min(due);
+        if self.busy.load(Relaxed) != 0 {
+            return None;
         }
-        Verdict::CheckAt(self.clock.instant(next))
+        let since = self.since.load(Relaxed);
+        let (timeout, reason) = if self.phase.load(Relaxed) == Phase::Idle as u8 {
+            (settings.keep_alive_timeout, CloseReason::KeepAliveTimeout)
+        } else {
+            (settings.header_read_timeout, CloseReason::HeaderReadTimeout)
+        };
+        (now >= since.saturating_add(ms(timeout))).then_some(reason)
     }
 }

@@ -33,11 +33,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
     server::conn::auto,
 };
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::watch,
-};
-use tokio_util::task::TaskTracker;
+use tokio::net::{TcpListener, TcpStream};
 
 pub use settings::{
     default_max_connections, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -86,8 +82,8 @@ const LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// has a request in progress it stops accepting for a moment (new clients wait in the listen
 /// backlog, Tomcat's `acceptCount`), so `accept` never fails in a loop for want of descriptors.
 /// Floods are logged once per 5 s, with counts; [`connection_stats`](Serve::connection_stats)
-/// counts everything. `TCP_NODELAY` is left off and the backlog is the listener's, as with
-/// `axum::serve`.
+/// counts everything. `TCP_NODELAY` is off unless [`tcp_nodelay`](Serve::tcp_nodelay) says
+/// otherwise, and the backlog is the listener's, as with `axum::serve`.
 ///
 /// The router is prepared once, not for every connection. Await the returned [`Serve`]; with
 /// [`with_graceful_shutdown`](Serve::with_graceful_shutdown), it stops accepting once the
@@ -209,6 +205,14 @@ impl Serve {
         self
     }
 
+    /// Sets `TCP_NODELAY` on accepted connections (off unless set, as with `axum::serve`'s
+    /// `tcp_nodelay`): responses go out without waiting for the client's acknowledgement of
+    /// the previous segment.
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.settings.tcp_nodelay = nodelay;
+        self
+    }
+
     /// A handle on the server's connection counters, for metrics and tests.
     pub fn connection_stats(&self) -> ConnectionStats {
         self.stats.clone()
@@ -231,6 +235,8 @@ impl Serve {
             // The header read timeout is the connection's own (hyper's also starts on idle
             // connections, which would make it the keep-alive timeout too).
             .header_read_timeout(None)
+            // Vectored writes, as `axum::serve`'s connections use: a body is queued, not copied.
+            .writev(true)
             .max_buf_size(MAX_HTTP1_BUFFER);
         builder.http2().timer(TokioTimer::new());
         if settings.http2 {
@@ -249,31 +255,30 @@ impl Serve {
             stats,
         } = self;
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
-        let clock = Clock::new();
+        let resolution = sweep_interval(&settings);
+        let clock = Arc::new(Clock::new(resolution));
         let limit = settings
             .max_connections
             .unwrap_or_else(default_max_connections);
         let table = Arc::new(Table::new(limit, clock, stats.clone()));
-        let (stop, stopping) = watch::channel(false);
-        let service = Arc::new(ServiceShared {
-            stopped: Default::default(),
-            max_keep_alive_requests: settings.max_keep_alive_requests,
-            stats: stats.clone(),
-        });
+        Table::start_sweeper(&table, settings, resolution);
         let shared = Arc::new(ConnectionShared {
             builder: Self::builder(&settings),
             // Converted once: `with_state` turns every handler into a route, which a plain
             // clone per connection then shares.
             router: router.with_state(()),
-            service: Arc::clone(&service),
-            settings,
-            stopping,
+            service: Arc::new(ServiceShared {
+                max_keep_alive_requests: settings.max_keep_alive_requests,
+                stats: stats.clone(),
+            }),
             stats: stats.clone(),
         });
-        let connections = TaskTracker::new();
         let serve = |stream: TcpStream| {
+            if settings.tcp_nodelay {
+                let _ = stream.set_nodelay(true);
+            }
             let entry = table.register();
-            connections.spawn(serve_connection(stream, entry, Arc::clone(&shared)));
+            tokio::spawn(serve_connection(stream, entry, Arc::clone(&shared)));
         };
         let shed_log = LogThrottle::new(LOG_INTERVAL);
         let full_log = LogThrottle::new(LOG_INTERVAL);
@@ -353,8 +358,7 @@ impl Serve {
 
         // Stop: what the kernel already queued is accepted and served before the listener
         // closes, with plain `accept(2)` calls until the queue is empty.
-        service.stopped.store(true, Ordering::Release);
-        let _ = stop.send(true);
+        table.stop_all();
         let listener = listener.into_std()?;
         loop {
             match listener.accept() {
@@ -375,13 +379,24 @@ impl Serve {
         }
         drop(listener);
         tracing::debug!(
-            connections = connections.len(),
+            connections = table.open(),
             "stopped accepting; finishing connections"
         );
-        connections.close();
-        connections.wait().await;
+        // Every connection's task holds its entry in the table until it ends.
+        table.drained().await;
         Ok(())
     }
+}
+
+/// How often the sweeper applies the timeouts (and advances the connections' clock): a tenth
+/// of the shortest timeout, between 5 ms and 250 ms. A connection is closed at most about two
+/// intervals after its timeout, never before.
+fn sweep_interval(settings: &Settings) -> Duration {
+    let shortest = settings
+        .header_read_timeout
+        .min(settings.keep_alive_timeout)
+        .min(settings.send_timeout);
+    (shortest / 10).clamp(Duration::from_millis(5), Duration::from_millis(250))
 }
 
 /// An error of one connection (it was reset before we took it), not of the listener.

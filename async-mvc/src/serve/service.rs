@@ -7,10 +7,7 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     task::{ready, Context, Poll},
 };
 
@@ -27,8 +24,6 @@ use super::{conn::Conn, stats::ConnectionStats};
 /// What every connection's service shares.
 #[derive(Debug)]
 pub(super) struct ServiceShared {
-    /// Set when the server stops: every response from then on says `Connection: close`.
-    pub(super) stopped: AtomicBool,
     pub(super) max_keep_alive_requests: u64,
     pub(super) stats: ConnectionStats,
 }
@@ -60,7 +55,6 @@ impl tower::Service<Request<Incoming>> for ConnService {
         ConnFuture {
             inner: self.router.call(request),
             request: Some(InProgress(Arc::clone(&self.conn))),
-            shared: Arc::clone(&self.shared),
             http1,
             last,
         }
@@ -82,7 +76,6 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: RouteFuture<Infallible>,
         request: Option<InProgress>,
-        shared: Arc<ServiceShared>,
         http1: bool,
         last: bool,
     }
@@ -94,12 +87,15 @@ impl Future for ConnFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut response) = ready!(this.inner.poll(cx));
-        if *this.http1 && (*this.last || this.shared.stopped.load(Ordering::Acquire)) {
+        let request = this.request.take();
+        let stopping = request
+            .as_ref()
+            .is_some_and(|request| request.0.is_stopping());
+        if *this.http1 && (*this.last || stopping) {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        let request = this.request.take();
         Poll::Ready(Ok(response.map(|body| TrackedBody {
             inner: body,
             _request: request,

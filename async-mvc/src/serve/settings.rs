@@ -44,6 +44,7 @@ pub(super) struct Settings {
     /// `None`: from the open-file limit, when the server starts.
     pub(super) max_connections: Option<usize>,
     pub(super) http2: bool,
+    pub(super) tcp_nodelay: bool,
 }
 
 impl Default for Settings {
@@ -55,6 +56,7 @@ impl Default for Settings {
             max_keep_alive_requests: DEFAULT_MAX_KEEP_ALIVE_REQUESTS,
             max_connections: None,
             http2: true,
+            tcp_nodelay: false,
         }
     }
 }

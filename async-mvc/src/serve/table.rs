@@ -1,16 +1,22 @@
 //! [`Table`]: the open connections, and the connection limit — at the limit the cheapest
 //! connection is shed (one still reading its head, then an idle keep-alive, oldest first), so
-//! that `accept` never fails for want of descriptors and a new client is served.
+//! that `accept` never fails for want of descriptors and a new client is served — and the
+//! sweeper that applies every connection's timeouts and tells them when the server stops.
 
 use std::{
     collections::HashMap,
-    sync::{atomic::Ordering::Relaxed, Arc, Mutex, MutexGuard, PoisonError, Weak},
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed},
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+    },
+    time::Duration,
 };
 
 use tokio::sync::Notify;
 
 use super::{
-    conn::{Clock, Conn, Phase},
+    conn::{Clock, CloseReason, Conn, Phase},
+    settings::Settings,
     stats::ConnectionStats,
 };
 
@@ -33,8 +39,10 @@ pub(super) struct Table {
     /// A connection closed.
     freed: Notify,
     limit: usize,
-    clock: Clock,
+    clock: Arc<Clock>,
     stats: ConnectionStats,
+    /// The server stops: connections registered from now on are told at once.
+    stopping: AtomicBool,
 }
 
 struct State {
@@ -47,7 +55,7 @@ struct State {
 }
 
 impl Table {
-    pub(super) fn new(limit: usize, clock: Clock, stats: ConnectionStats) -> Self {
+    pub(super) fn new(limit: usize, clock: Arc<Clock>, stats: ConnectionStats) -> Self {
         stats
             .counters()
             .max_connections
@@ -63,6 +71,7 @@ impl Table {
             limit: limit.max(1),
             clock,
             stats,
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -77,8 +86,9 @@ impl Table {
 
     /// Adds an accepted connection; it leaves the table when the entry is dropped.
     pub(super) fn register(self: &Arc<Self>) -> Entry {
-        let conn = Arc::new(Conn::new(self.clock));
         let mut state = self.lock();
+        let stopping = self.stopping.load(Relaxed);
+        let conn = Arc::new(Conn::new(Arc::clone(&self.clock), stopping));
         let id = state.next_id;
         state.next_id += 1;
         state.open.insert(id, Arc::clone(&conn));
@@ -104,7 +114,7 @@ impl Table {
                     continue;
                 };
                 if let Some((phase, _)) = conn.sheddable() {
-                    if conn.shed() {
+                    if conn.request_close(CloseReason::Shed) {
                         state.shedding += 1;
                         return Room::Shed(phase);
                     }
@@ -121,29 +131,102 @@ impl Table {
     pub(super) async fn freed(&self) {
         self.freed.notified().await;
     }
+
+    /// How many connections are open.
+    pub(super) fn open(&self) -> usize {
+        self.lock().open.len()
+    }
+
+    /// Resolves once no connection is open.
+    pub(super) async fn drained(&self) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a close in between is not missed.
+            freed.as_mut().enable();
+            if self.lock().open.is_empty() {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// Tells every connection, and every one registered from now on, that the server stops.
+    pub(super) fn stop_all(&self) {
+        let state = self.lock();
+        self.stopping.store(true, Relaxed);
+        for conn in state.open.values() {
+            conn.stop();
+        }
+    }
+
+    /// Advances the clock and asks every connection past a timeout to close.
+    fn sweep(&self, settings: &Settings) {
+        let now = self.clock.tick();
+        let state = self.lock();
+        for conn in state.open.values() {
+            if let Some(reason) = conn.verdict(settings, now) {
+                conn.request_close(reason);
+            }
+        }
+    }
+
+    /// Starts the sweeper: every `every`, [`sweep`](Self::sweep), until the table is dropped.
+    ///
+    /// It runs on a thread of its own, not as a tokio timer: a runtime with a timer reads the
+    /// clock each time it parks, which a busy keep-alive server would pay on every request.
+    /// Should the thread not start, a tokio task does the same.
+    pub(super) fn start_sweeper(table: &Arc<Table>, settings: Settings, every: Duration) {
+        let weak = Arc::downgrade(table);
+        let on_thread = std::thread::Builder::new()
+            .name("async-mvc-sweeper".to_owned())
+            .spawn({
+                let weak = weak.clone();
+                move || loop {
+                    std::thread::sleep(every);
+                    let Some(table) = weak.upgrade() else {
+                        return;
+                    };
+                    table.sweep(&settings);
+                }
+            });
+        if let Err(error) = on_thread {
+            tracing::warn!(%error, "no thread for the connection sweeper; using a task");
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                loop {
+                    ticks.tick().await;
+                    let Some(table) = weak.upgrade() else {
+                        return;
+                    };
+                    table.sweep(&settings);
+                }
+            });
+        }
+    }
 }
 
 impl State {
     /// The oldest connections reading their head, then the oldest idle ones: an eighth of the
     /// table (at least [`MIN_CANDIDATES`]), so that a flood sheds many before the next scan.
     fn collect_candidates(&mut self) {
-        let mut found: Vec<(Phase, u64, Weak<Conn>)> = self
+        // Ranked by phase, then age; the clock is coarse, so ties go to the earlier accept.
+        let mut found: Vec<((u8, u64, u64), Weak<Conn>)> = self
             .open
-            .values()
-            .filter_map(|conn| {
+            .iter()
+            .filter_map(|(id, conn)| {
                 conn.sheddable()
-                    .map(|(phase, since)| (phase, since, Arc::downgrade(conn)))
+                    .map(|(phase, since)| ((phase as u8, since, *id), Arc::downgrade(conn)))
             })
             .collect();
         let keep = (self.open.len() / 8).max(MIN_CANDIDATES).min(found.len());
-        let rank = |(phase, since, _): &(Phase, u64, Weak<Conn>)| (*phase as u8, *since);
         if keep < found.len() {
-            found.select_nth_unstable_by_key(keep, rank);
+            found.select_nth_unstable_by_key(keep, |(rank, _)| *rank);
             found.truncate(keep);
         }
-        found.sort_unstable_by_key(rank);
+        found.sort_unstable_by_key(|(rank, _)| *rank);
         // Best last, for `pop`.
-        self.candidates = found.into_iter().rev().map(|(_, _, conn)| conn).collect();
+        self.candidates = found.into_iter().rev().map(|(_, conn)| conn).collect();
     }
 }
 

@@ -42,7 +42,20 @@ pub(crate) fn histogram() -> Histogram<u64> {
 /// runs included, and with tens of thousands of them each call blocks a worker thread for
 /// milliseconds — which showed up as seconds of W3 lateness, in either implementation.
 pub(crate) async fn connect(i: usize, port: u16) -> io::Result<TcpStream> {
+    connect_with(i, port, None).await
+}
+
+/// [`connect`], with a receive buffer of `recv_buffer` bytes if given (a client that does not
+/// read then fills up fast).
+pub(crate) async fn connect_with(
+    i: usize,
+    port: u16,
+    recv_buffer: Option<u32>,
+) -> io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
     nix::sys::socket::setsockopt(
         &socket,
         nix::sys::socket::sockopt::IpBindAddressNoPort,
@@ -143,11 +156,19 @@ async fn connection_loop(
                 sender.ready().await?;
                 let response = sender.send_request(request).await?;
                 let status = response.status();
+                // The server's last request on this connection (its keep-alive limit): go on
+                // on a new one, as a pooling client does.
+                let last = response
+                    .headers()
+                    .get(http::header::CONNECTION)
+                    .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
                 response.into_body().collect().await?;
-                Ok::<_, hyper::Error>(status)
+                Ok::<_, hyper::Error>((status, last))
             };
             let outcome = tokio::time::timeout(RESPONSE_DEADLINE, outcome).await;
             let measured = t0 >= from;
+            let last = matches!(outcome, Ok(Ok((_, true))));
+            let outcome = outcome.map(|result| result.map(|(status, _)| status));
             match outcome {
                 Ok(Ok(status)) if measured => {
                     let _ = stats
@@ -168,6 +189,9 @@ async fn connection_loop(
                     }
                     break;
                 }
+            }
+            if last {
+                break;
             }
         }
     }
@@ -310,4 +334,100 @@ pub(crate) async fn join_all(
         results.push(task.await.unwrap_or_else(|e| Err(io::Error::other(e))));
     }
     results
+}
+
+/// Opens `n` connections (at most [`CONNECT_CONCURRENCY`] connecting at once), each sending
+/// `head` and then nothing; returns the connections, and how many could not be opened.
+async fn open_idle(
+    n: usize,
+    port: u16,
+    head: String,
+    recv_buffer: Option<u32>,
+) -> (Vec<TcpStream>, usize) {
+    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let head: Arc<str> = Arc::from(head);
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (gate, head) = (gate.clone(), head.clone());
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await.map_err(io::Error::other)?;
+                let open = async {
+                    let mut stream = connect_with(i, port, recv_buffer).await?;
+                    stream.write_all(head.as_bytes()).await?;
+                    Ok::<_, io::Error>(stream)
+                };
+                tokio::time::timeout(Duration::from_secs(10), open)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect"))?
+            })
+        })
+        .collect();
+    let mut streams = Vec::with_capacity(n);
+    let mut failed = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(stream)) => streams.push(stream),
+            _ => failed += 1,
+        }
+    }
+    (streams, failed)
+}
+
+/// W7's attackers: `n` connections that send half a request head and stall.
+pub(crate) async fn open_stalled(n: usize, port: u16) -> (Vec<TcpStream>, usize) {
+    open_idle(
+        n,
+        port,
+        "GET /w1 HTTP/1.1\r\nHost: 127.0.0.1\r\n".to_owned(),
+        None,
+    )
+    .await
+}
+
+/// W8's slow readers: `n` connections subscribed to `path` that never read, with 4 KiB
+/// receive buffers.
+pub(crate) async fn open_non_reading(n: usize, port: u16, path: &str) -> Vec<TcpStream> {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    open_idle(n, port, head, Some(4 * 1024)).await.0
+}
+
+/// How many of `streams` the server has not closed (a read would block, not return EOF).
+pub(crate) fn count_open(streams: &[TcpStream]) -> usize {
+    let mut buf = [0_u8; 64];
+    streams
+        .iter()
+        .filter(|stream| matches!(stream.try_read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock))
+        .count()
+}
+
+/// `n` requests one after another, each on a new connection (from 127.0.0.4, apart from the
+/// attackers' spread), each given `timeout`: the latency (µs, connect to whole response) of
+/// those answered `200`, and how many were not.
+pub(crate) async fn fresh_connection_requests(
+    port: u16,
+    path: &str,
+    n: usize,
+    timeout: Duration,
+) -> (Histogram<u64>, u64) {
+    let mut latency = histogram();
+    let mut errors = 0;
+    for _ in 0..n {
+        let started = Instant::now();
+        let exchange = async {
+            let mut stream = connect(3, port).await?;
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await?;
+            Ok::<_, io::Error>(response)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(response)) if response.starts_with(b"HTTP/1.1 200") => {
+                let _ = latency.record((started.elapsed().as_micros() as u64).max(1));
+            }
+            _ => errors += 1,
+        }
+    }
+    (latency, errors)
 }

@@ -7,7 +7,11 @@
 //! timing), `--runs N` (default 3; medians are taken), `--subscribers N` (W4, default 1,000),
 //! `--only W1,W3` (a subset).
 //!
-//! Socket workloads (W1, W2, W3, W3b — W3 opened as a burst —, W5) run against a fresh `bench-server` process per run and
+//! W1s, W2s, W7 and W8 compare serve paths, not implementations: async-mvc's app under
+//! `axum::serve` (the "baseline" column) and under `async_mvc::serve`; W8m compares
+//! allocators: `async_mvc::serve` on the system allocator ("baseline") and on mimalloc.
+//!
+//! Socket workloads (W1, W2, W3, W3b — W3 opened as a burst —, W5, W1s, W2s, W7, W8, W8m) run against a fresh `bench-server` process per run and
 //! implementation; in-process ones (W2b, W4) in a fresh `bench-inproc` process, which counts
 //! allocations. The load generator is this process: a multi-threaded tokio runtime whose sockets
 //! are spread over 127.0.0.1–127.0.0.4, with its open-file limit raised to the hard limit.
@@ -47,6 +51,11 @@ struct Sizes {
     w4_events: usize,
     w5_warmup: Duration,
     w5_measure: Duration,
+    w7_stalled: usize,
+    w7_requests: usize,
+    w8_subscribers: usize,
+    w8_rate: u64,
+    w8_seconds: u64,
 }
 
 impl Sizes {
@@ -62,6 +71,11 @@ impl Sizes {
                 w4_events: 20,
                 w5_warmup: Duration::from_millis(300),
                 w5_measure: Duration::from_secs(2),
+                w7_stalled: 200,
+                w7_requests: 20,
+                w8_subscribers: 20,
+                w8_rate: 1_000,
+                w8_seconds: 2,
             }
         } else {
             let subscribers = options.subscribers.max(1);
@@ -76,6 +90,11 @@ impl Sizes {
                 w4_events: (2_000_000 / subscribers).clamp(20, 20_000),
                 w5_warmup: Duration::from_secs(1),
                 w5_measure: Duration::from_secs(8),
+                w7_stalled: 19_000,
+                w7_requests: 500,
+                w8_subscribers: 2_000,
+                w8_rate: 8_000,
+                w8_seconds: 60,
             }
         }
     }
@@ -89,7 +108,9 @@ const W2_COMPLETIONS_PER_MS: usize = 10;
 /// and measure the timer, not a CPU saturated by thousands of simultaneous writes.
 const W3_OPENS_PER_SECOND: u64 = 5_000;
 
-const WORKLOADS: [&str; 7] = ["W1", "W2", "W2b", "W3", "W3b", "W4", "W5"];
+const WORKLOADS: [&str; 12] = [
+    "W1", "W2", "W2b", "W3", "W3b", "W4", "W5", "W1s", "W2s", "W7", "W8", "W8m",
+];
 
 fn parse_options() -> Options {
     let mut options = Options {
@@ -116,7 +137,7 @@ fn parse_options() -> Options {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5]"
+                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m]"
                 );
                 std::process::exit(0);
             }
@@ -178,9 +199,10 @@ fn main() {
                 [Impl::AsyncMvc, Impl::Baseline]
             };
             for imp in order {
+                let launch = Launch::new(&binaries, workload, imp);
                 let outcome = match workload {
-                    "W1" => runtime.block_on(w1(&binaries, imp, &sizes)),
-                    "W2" => runtime.block_on(w2(&binaries, imp, &sizes)),
+                    "W1" | "W1s" => runtime.block_on(w1(&launch, &sizes)),
+                    "W2" | "W2s" => runtime.block_on(w2(&launch, &sizes)),
                     "W2b" => binaries.inproc(&[
                         "--workload",
                         "w2b",
@@ -189,8 +211,8 @@ fn main() {
                         "--n",
                         &sizes.w2b_requests.to_string(),
                     ]),
-                    "W3" => runtime.block_on(w3(&binaries, imp, &sizes, Some(W3_OPENS_PER_SECOND))),
-                    "W3b" => runtime.block_on(w3(&binaries, imp, &sizes, None)),
+                    "W3" => runtime.block_on(w3(&launch, &sizes, Some(W3_OPENS_PER_SECOND))),
+                    "W3b" => runtime.block_on(w3(&launch, &sizes, None)),
                     "W4" => binaries.inproc(&[
                         "--workload",
                         "w4",
@@ -201,7 +223,9 @@ fn main() {
                         "--events",
                         &sizes.w4_events.to_string(),
                     ]),
-                    _ => runtime.block_on(w5(&binaries, imp, &sizes)),
+                    "W7" => runtime.block_on(w7(&launch, &sizes)),
+                    "W8" | "W8m" => runtime.block_on(w8(&launch, &sizes)),
+                    _ => runtime.block_on(w5(&launch, &sizes)),
                 };
                 match outcome {
                     Ok(figures) => {
@@ -287,6 +311,7 @@ fn load_average() -> String {
 #[derive(Debug)]
 struct Binaries {
     server: PathBuf,
+    server_mimalloc: PathBuf,
     inproc: PathBuf,
 }
 
@@ -311,6 +336,8 @@ impl Binaries {
                     "--bin",
                     "bench-server",
                     "--bin",
+                    "bench-server-mimalloc",
+                    "--bin",
                     "bench-inproc",
                 ]);
             if !cfg!(debug_assertions) {
@@ -325,13 +352,18 @@ impl Binaries {
             }
         }
         let server = dir.join("bench-server");
+        let server_mimalloc = dir.join("bench-server-mimalloc");
         let inproc = dir.join("bench-inproc");
-        for path in [&server, &inproc] {
+        for path in [&server, &server_mimalloc, &inproc] {
             if !path.exists() {
                 return Err(format!("{} is missing", path.display()));
             }
         }
-        Ok(Binaries { server, inproc })
+        Ok(Binaries {
+            server,
+            server_mimalloc,
+            inproc,
+        })
     }
 
     /// Runs `bench-inproc` with `args` and parses its `RESULT key=value …` line.
@@ -386,6 +418,46 @@ fn intern(key: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
+/// How to start the server of one workload's column: which binary, which arguments.
+#[derive(Debug, Clone)]
+struct Launch {
+    binary: PathBuf,
+    args: Vec<&'static str>,
+}
+
+impl Launch {
+    /// The server for `workload` in `slot`'s column: `slot`'s implementation for most; for
+    /// W1s, W2s, W7, W8 async-mvc's app under `axum::serve` (baseline) or `async_mvc::serve`;
+    /// for W8m `async_mvc::serve` on the system allocator (baseline) or mimalloc.
+    fn new(binaries: &Binaries, workload: &str, slot: Impl) -> Launch {
+        let baseline = slot == Impl::Baseline;
+        let (binary, args) = match workload {
+            "W1s" | "W2s" | "W7" | "W8" => (
+                &binaries.server,
+                vec![
+                    "--impl",
+                    "async-mvc",
+                    "--serve",
+                    if baseline { "axum" } else { "async-mvc" },
+                ],
+            ),
+            "W8m" => (
+                if baseline {
+                    &binaries.server
+                } else {
+                    &binaries.server_mimalloc
+                },
+                vec!["--impl", "async-mvc", "--serve", "async-mvc"],
+            ),
+            _ => (&binaries.server, vec!["--impl", slot.name()]),
+        };
+        Launch {
+            binary: binary.clone(),
+            args,
+        }
+    }
+}
+
 /// A `bench-server` child process; killed on drop.
 #[derive(Debug)]
 struct Server {
@@ -394,9 +466,10 @@ struct Server {
 }
 
 impl Server {
-    fn start(binaries: &Binaries, imp: Impl) -> Result<Server, String> {
-        let mut child = Command::new(&binaries.server)
-            .args(["--impl", imp.name(), "--port", "0"])
+    fn start(launch: &Launch) -> Result<Server, String> {
+        let mut child = Command::new(&launch.binary)
+            .args(&launch.args)
+            .args(["--port", "0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -438,14 +511,14 @@ impl Drop for Server {
 // Socket workloads
 // ---------------------------------------------------------------------------------------------
 
-async fn w1(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
-    let server = Server::start(binaries, imp)?;
+async fn w1(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
+    let server = Server::start(launch)?;
     let stats = load::closed_loop(server.port, "/w1", 64, sizes.w1_warmup, sizes.w1_measure).await;
     Ok(loop_figures(&stats))
 }
 
-async fn w5(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
-    let server = Server::start(binaries, imp)?;
+async fn w5(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
+    let server = Server::start(launch)?;
     let stats = load::closed_loop(server.port, "/w5", 200, sizes.w5_warmup, sizes.w5_measure).await;
     let mut figures = loop_figures(&stats);
     figures.insert("503s", stats.unavailable as f64);
@@ -479,9 +552,9 @@ async fn wait_for_pending(port: u16, n: usize) -> Result<(), String> {
     Err(format!("only {last} of {n} long polls arrived in time"))
 }
 
-async fn w2(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, String> {
+async fn w2(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
     let n = sizes.w2_sockets;
-    let server = Server::start(binaries, imp)?;
+    let server = Server::start(launch)?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_fresh = server.rss();
     let tasks = load::open_many(n, server.port, |i| format!("/w2/{i}"), None);
@@ -526,13 +599,12 @@ async fn w2(binaries: &Binaries, imp: Impl, sizes: &Sizes) -> Result<Figures, St
 /// `opens_per_second` — or, for W3b, as a burst (as fast as the client's concurrent connects
 /// allow), so that their timeouts all fire at about the same moment.
 async fn w3(
-    binaries: &Binaries,
-    imp: Impl,
+    launch: &Launch,
     sizes: &Sizes,
     opens_per_second: Option<u64>,
 ) -> Result<Figures, String> {
     let n = sizes.w3_sockets;
-    let server = Server::start(binaries, imp)?;
+    let server = Server::start(launch)?;
     let tasks = load::open_many(n, server.port, |_| "/w3".to_owned(), opens_per_second);
     let results = load::join_all(tasks).await;
     let timeout_ns = W3_TIMEOUT.as_nanos() as u64;
@@ -558,6 +630,94 @@ async fn w3(
         ("late_max_us", lateness.max() as f64),
         ("early", early as f64),
         ("errors", errors as f64),
+    ]))
+}
+
+/// W7: `sizes.w7_stalled` connections that send half a request head and stall, then a
+/// legitimate client issuing `sizes.w7_requests` requests, each on a new connection: its
+/// latency (connect to last byte) and errors (no answer within 2 s).
+async fn w7(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
+    let server = Server::start(launch)?;
+    let (stalled, refused) = load::open_stalled(sizes.w7_stalled, server.port).await;
+    let (latency, errors) = load::fresh_connection_requests(
+        server.port,
+        "/w1",
+        sizes.w7_requests,
+        Duration::from_secs(2),
+    )
+    .await;
+    let still_open = load::count_open(&stalled);
+    drop(stalled);
+    Ok(Figures::from([
+        ("stalled", (sizes.w7_stalled - refused) as f64),
+        ("stalled_left", still_open as f64),
+        ("p50_us", latency.value_at_quantile(0.5) as f64),
+        ("p99_us", latency.value_at_quantile(0.99) as f64),
+        ("max_us", latency.max() as f64),
+        ("errors", errors as f64),
+    ]))
+}
+
+/// `GET /w8/stats`: in flight, subscribers, slow consumers.
+async fn w8_stats(port: u16) -> Result<[f64; 3], String> {
+    let response = load::raw_request(0, port, "GET", "/w8/stats", None)
+        .await
+        .map_err(|e| format!("GET /w8/stats: {e}"))?;
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    let mut numbers = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap_or(f64::NAN));
+    Ok([(); 3].map(|()| numbers.next().unwrap_or(f64::NAN)))
+}
+
+/// W8: `sizes.w8_subscribers` SSE subscribers that never read (4 KiB receive buffers) while
+/// events are published at `sizes.w8_rate`/s for `sizes.w8_seconds` s; RSS before, at its
+/// peak, and 3 s after the subscribers closed; in flight at the end of publishing and after.
+async fn w8(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
+    let n = sizes.w8_subscribers;
+    let server = Server::start(launch)?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_fresh = server.rss();
+    let subscribers = load::open_non_reading(n, server.port, "/w8/events").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let [_, subscribed, _] = w8_stats(server.port).await?;
+        if subscribed as usize >= subscribers.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {subscribed} of {n} subscribed"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let publish = format!(
+        "/w8/publish?rate={}&seconds={}",
+        sizes.w8_rate, sizes.w8_seconds
+    );
+    load::raw_request(1, server.port, "POST", &publish, None)
+        .await
+        .map_err(|e| format!("POST {publish}: {e}"))?;
+    let mut rss_peak = server.rss();
+    let end = Instant::now() + Duration::from_secs(sizes.w8_seconds);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rss_peak = rss_peak.max(server.rss());
+    }
+    let [in_flight_end, _, slow_consumers] = w8_stats(server.port).await?;
+    drop(subscribers);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_after = server.rss();
+    let [in_flight_after, _, _] = w8_stats(server.port).await?;
+    let per = |rss: f64| (rss - rss_fresh) / n as f64;
+    Ok(Figures::from([
+        ("rss_fresh_mib", rss_fresh / (1024.0 * 1024.0)),
+        ("rss_peak_mib", rss_peak / (1024.0 * 1024.0)),
+        ("rss_after_mib", rss_after / (1024.0 * 1024.0)),
+        ("peak_per_reader_b", per(rss_peak)),
+        ("after_per_reader_b", per(rss_after)),
+        ("in_flight_end", in_flight_end),
+        ("in_flight_after", in_flight_after),
+        ("slow_consumers", slow_consumers),
     ]))
 }
 
@@ -699,6 +859,108 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         row("W5", "p99_us", "p99 µs", Target::None, ""),
         row("W5", "503s", "503s", Target::None, ""),
         row("W5", "errors", "errors", Target::AtMost(0.0), "0"),
+        row(
+            "W1s",
+            "req_s",
+            "serve: req/s",
+            Target::RatioAtLeast(0.97),
+            "≥ 0.97×",
+        ),
+        row("W1s", "p99_us", "serve: p99 µs", Target::None, ""),
+        row("W1s", "errors", "serve: errors", Target::AtMost(0.0), "0"),
+        row(
+            "W2s",
+            "rss_per_pending_b",
+            "serve: RSS B / pending",
+            Target::DiffAtMost(128.0),
+            "≤ base + 128 B",
+        ),
+        row(
+            "W2s",
+            "p99_us",
+            "serve: completion p99 µs",
+            Target::None,
+            "",
+        ),
+        row("W2s", "errors", "serve: errors", Target::AtMost(0.0), "0"),
+        row("W7", "stalled", "stalled connections", Target::None, ""),
+        row("W7", "stalled_left", "stalled still open", Target::None, ""),
+        row("W7", "p50_us", "new client p50 µs", Target::None, ""),
+        row("W7", "p99_us", "new client p99 µs", Target::None, ""),
+        row(
+            "W7",
+            "max_us",
+            "new client max µs",
+            Target::AtMost(1_000_000.0),
+            "≤ 1 s",
+        ),
+        row(
+            "W7",
+            "errors",
+            "new client errors",
+            Target::AtMost(0.0),
+            "0",
+        ),
+        row("W8", "rss_fresh_mib", "RSS fresh MiB", Target::None, ""),
+        row("W8", "rss_peak_mib", "RSS peak MiB", Target::None, ""),
+        row("W8", "rss_after_mib", "RSS after MiB", Target::None, ""),
+        row(
+            "W8",
+            "peak_per_reader_b",
+            "RSS peak B / reader",
+            Target::AtMost(86_016.0),
+            "≤ 64 KiB + 20 KB",
+        ),
+        row(
+            "W8",
+            "after_per_reader_b",
+            "RSS after B / reader",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8",
+            "in_flight_end",
+            "in flight at end",
+            Target::AtMost(0.0),
+            "0",
+        ),
+        row(
+            "W8",
+            "in_flight_after",
+            "in flight after",
+            Target::AtMost(0.0),
+            "0",
+        ),
+        row("W8", "slow_consumers", "slow consumers", Target::None, ""),
+        row(
+            "W8m",
+            "rss_peak_mib",
+            "mimalloc: RSS peak MiB",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8m",
+            "rss_after_mib",
+            "mimalloc: RSS after MiB",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8m",
+            "peak_per_reader_b",
+            "mimalloc: RSS peak B / reader",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8m",
+            "after_per_reader_b",
+            "mimalloc: RSS after B / reader",
+            Target::None,
+            "",
+        ),
     ]
 }
 
