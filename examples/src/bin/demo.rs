@@ -19,6 +19,13 @@ use async_mvc_examples::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, with background threads that return freed memory to the system: after 2,000 slow
+/// SSE readers leave, RSS falls back to within ~3 KB per reader of where it started, where the
+/// system allocator keeps all of it (BENCHMARKS.md, W8j).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {

@@ -9,7 +9,8 @@
 //!
 //! W1s, W2s, W7 and W8 compare serve paths, not implementations: async-mvc's app under
 //! `axum::serve` (the "baseline" column) and under `async_mvc::serve`; W8m compares
-//! allocators: `async_mvc::serve` on the system allocator ("baseline") and on mimalloc.
+//! allocators: `async_mvc::serve` on the system allocator ("baseline") and on mimalloc; W8j
+//! the same with jemalloc.
 //!
 //! Socket workloads (W1, W2, W3, W3b — W3 opened as a burst —, W5, W1s, W2s, W7, W8, W8m) run against a fresh `bench-server` process per run and
 //! implementation; in-process ones (W2b, W4) in a fresh `bench-inproc` process, which counts
@@ -108,8 +109,8 @@ const W2_COMPLETIONS_PER_MS: usize = 10;
 /// and measure the timer, not a CPU saturated by thousands of simultaneous writes.
 const W3_OPENS_PER_SECOND: u64 = 5_000;
 
-const WORKLOADS: [&str; 12] = [
-    "W1", "W2", "W2b", "W3", "W3b", "W4", "W5", "W1s", "W2s", "W7", "W8", "W8m",
+const WORKLOADS: [&str; 13] = [
+    "W1", "W2", "W2b", "W3", "W3b", "W4", "W5", "W1s", "W2s", "W7", "W8", "W8m", "W8j",
 ];
 
 fn parse_options() -> Options {
@@ -137,7 +138,7 @@ fn parse_options() -> Options {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m]"
+                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m,W8j]"
                 );
                 std::process::exit(0);
             }
@@ -224,7 +225,7 @@ fn main() {
                         &sizes.w4_events.to_string(),
                     ]),
                     "W7" => runtime.block_on(w7(&launch, &sizes)),
-                    "W8" | "W8m" => runtime.block_on(w8(&launch, &sizes)),
+                    "W8" | "W8m" | "W8j" => runtime.block_on(w8(&launch, &sizes)),
                     _ => runtime.block_on(w5(&launch, &sizes)),
                 };
                 match outcome {
@@ -312,6 +313,7 @@ fn load_average() -> String {
 struct Binaries {
     server: PathBuf,
     server_mimalloc: PathBuf,
+    server_jemalloc: PathBuf,
     inproc: PathBuf,
 }
 
@@ -338,6 +340,8 @@ impl Binaries {
                     "--bin",
                     "bench-server-mimalloc",
                     "--bin",
+                    "bench-server-jemalloc",
+                    "--bin",
                     "bench-inproc",
                 ]);
             if !cfg!(debug_assertions) {
@@ -353,8 +357,9 @@ impl Binaries {
         }
         let server = dir.join("bench-server");
         let server_mimalloc = dir.join("bench-server-mimalloc");
+        let server_jemalloc = dir.join("bench-server-jemalloc");
         let inproc = dir.join("bench-inproc");
-        for path in [&server, &server_mimalloc, &inproc] {
+        for path in [&server, &server_mimalloc, &server_jemalloc, &inproc] {
             if !path.exists() {
                 return Err(format!("{} is missing", path.display()));
             }
@@ -362,6 +367,7 @@ impl Binaries {
         Ok(Binaries {
             server,
             server_mimalloc,
+            server_jemalloc,
             inproc,
         })
     }
@@ -428,7 +434,8 @@ struct Launch {
 impl Launch {
     /// The server for `workload` in `slot`'s column: `slot`'s implementation for most; for
     /// W1s, W2s, W7, W8 async-mvc's app under `axum::serve` (baseline) or `async_mvc::serve`;
-    /// for W8m `async_mvc::serve` on the system allocator (baseline) or mimalloc.
+    /// for W8m and W8j `async_mvc::serve` on the system allocator (baseline) or mimalloc,
+    /// jemalloc.
     fn new(binaries: &Binaries, workload: &str, slot: Impl) -> Launch {
         let baseline = slot == Impl::Baseline;
         let (binary, args) = match workload {
@@ -441,11 +448,13 @@ impl Launch {
                     if baseline { "axum" } else { "async-mvc" },
                 ],
             ),
-            "W8m" => (
+            "W8m" | "W8j" => (
                 if baseline {
                     &binaries.server
-                } else {
+                } else if workload == "W8m" {
                     &binaries.server_mimalloc
+                } else {
+                    &binaries.server_jemalloc
                 },
                 vec!["--impl", "async-mvc", "--serve", "async-mvc"],
             ),
@@ -672,7 +681,8 @@ async fn w8_stats(port: u16) -> Result<[f64; 3], String> {
 
 /// W8: `sizes.w8_subscribers` SSE subscribers that never read (4 KiB receive buffers) while
 /// events are published at `sizes.w8_rate`/s for `sizes.w8_seconds` s; RSS before, at its
-/// peak, and 3 s after the subscribers closed; in flight at the end of publishing and after.
+/// peak, 3 s and 15 s after the subscribers closed; in flight at the end of publishing and
+/// after.
 async fn w8(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
     let n = sizes.w8_subscribers;
     let server = Server::start(launch)?;
@@ -708,6 +718,8 @@ async fn w8(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = server.rss();
     let [in_flight_after, _, _] = w8_stats(server.port).await?;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let rss_settled = server.rss();
     let per = |rss: f64| (rss - rss_fresh) / n as f64;
     Ok(Figures::from([
         ("rss_fresh_mib", rss_fresh / (1024.0 * 1024.0)),
@@ -715,6 +727,8 @@ async fn w8(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
         ("rss_after_mib", rss_after / (1024.0 * 1024.0)),
         ("peak_per_reader_b", per(rss_peak)),
         ("after_per_reader_b", per(rss_after)),
+        ("rss_settled_mib", rss_settled / (1024.0 * 1024.0)),
+        ("settled_per_reader_b", per(rss_settled)),
         ("in_flight_end", in_flight_end),
         ("in_flight_after", in_flight_after),
         ("slow_consumers", slow_consumers),
@@ -934,6 +948,13 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         ),
         row("W8", "slow_consumers", "slow consumers", Target::None, ""),
         row(
+            "W8",
+            "rss_settled_mib",
+            "RSS 15 s after MiB",
+            Target::None,
+            "",
+        ),
+        row(
             "W8m",
             "rss_peak_mib",
             "mimalloc: RSS peak MiB",
@@ -949,15 +970,43 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         ),
         row(
             "W8m",
+            "rss_settled_mib",
+            "mimalloc: RSS 15 s after MiB",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8m",
             "peak_per_reader_b",
             "mimalloc: RSS peak B / reader",
             Target::None,
             "",
         ),
         row(
-            "W8m",
-            "after_per_reader_b",
-            "mimalloc: RSS after B / reader",
+            "W8j",
+            "rss_peak_mib",
+            "jemalloc: RSS peak MiB",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8j",
+            "rss_after_mib",
+            "jemalloc: RSS after MiB",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8j",
+            "rss_settled_mib",
+            "jemalloc: RSS 15 s after MiB",
+            Target::None,
+            "",
+        ),
+        row(
+            "W8j",
+            "peak_per_reader_b",
+            "jemalloc: RSS peak B / reader",
             Target::None,
             "",
         ),
