@@ -57,6 +57,8 @@ struct Sizes {
     w8_subscribers: usize,
     w8_rate: u64,
     w8_seconds: u64,
+    /// How long after the 3 s "after" figure W8 waits for its "settled" one.
+    w8_settle: Duration,
 }
 
 impl Sizes {
@@ -77,6 +79,7 @@ impl Sizes {
                 w8_subscribers: 20,
                 w8_rate: 1_000,
                 w8_seconds: 2,
+                w8_settle: Duration::from_secs(1),
             }
         } else {
             let subscribers = options.subscribers.max(1);
@@ -96,6 +99,7 @@ impl Sizes {
                 w8_subscribers: 2_000,
                 w8_rate: 8_000,
                 w8_seconds: 60,
+                w8_settle: Duration::from_secs(12),
             }
         }
     }
@@ -718,7 +722,7 @@ async fn w8(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = server.rss();
     let [in_flight_after, _, _] = w8_stats(server.port).await?;
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    tokio::time::sleep(sizes.w8_settle).await;
     let rss_settled = server.rss();
     let per = |rss: f64| (rss - rss_fresh) / n as f64;
     Ok(Figures::from([
