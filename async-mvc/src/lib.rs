@@ -121,6 +121,7 @@ mod work;
 
 #[doc(hidden)]
 pub mod __private;
+pub mod cluster;
 
 pub use config::{AsyncConfig, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 pub use controller::{Controller, RouterExt};

@@ -267,6 +267,11 @@ impl ResponseBodyEmitter {
         self.channel.give_up(after)
     }
 
+    /// Whether both handles are the same emitter.
+    pub(crate) fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.channel, &other.channel)
+    }
+
     /// Completes the response once what was sent is written. Later calls do nothing.
     pub fn complete(&self) {
         self.channel.close(Closed::Completed);

@@ -2,6 +2,8 @@
 
 use std::{fmt, time::Duration};
 
+use bytes::Bytes;
+
 use axum::response::{IntoResponse, Response};
 use http::{
     header::{CACHE_CONTROL, CONTENT_TYPE},
@@ -205,8 +207,23 @@ impl SseEmitter {
         self.emitter.force_send_bytes(event.bytes().clone())
     }
 
+    /// Whether both handles are the same emitter.
+    pub(crate) fn ptr_eq(&self, other: &Self) -> bool {
+        self.emitter.ptr_eq(&other.emitter)
+    }
+
+    /// Queues an encoded frame whatever the buffer's bounds (a replay from history).
+    pub(crate) fn force_send_frame(&self, frame: Bytes) -> Result<(), EmitterError> {
+        self.emitter.force_send_bytes(frame)
+    }
+
+    /// Queues an encoded frame, or reports [`EmitterError::Full`].
+    pub(crate) fn try_send_frame(&self, frame: Bytes) -> Result<(), EmitterError> {
+        self.emitter.try_send_bytes(frame)
+    }
+
     /// Gives the stream up: its client reads too slowly.
-    pub(super) fn give_up(&self, after: Duration) -> bool {
+    pub(crate) fn give_up(&self, after: Duration) -> bool {
         self.emitter.give_up(after)
     }
 

@@ -1,0 +1,30 @@
+//! Scale-out: the same async values on many instances, over a message broker.
+//!
+//! - [`MessageBroker`] — the small, object-safe broker abstraction: publish/subscribe, an
+//!   atomic "append to a topic's history and publish" that returns a [`Position`], a range read
+//!   of history, values with a time to live. [`InMemoryBroker`] is the default: one process,
+//!   no configuration, no dependency. `async-mvc-redis` implements it on Redis.
+//! - [`DeferredResultRegistry`] — long polls keyed by a value: `wait(key, …)` on any instance,
+//!   `complete(&key, value)` on any instance completes every waiter for that key everywhere.
+//! - [`ClusteredSseBroadcaster`] — SSE keyed by topic: `send(topic, event)` on any instance
+//!   reaches every subscriber on every instance, and `subscribe(topic, last_event_id)` replays
+//!   from the shared history, with no gap and no duplicate.
+//!
+//! The design follows Centrifugo (append and publish in one step, a contiguous offset per topic
+//! and an epoch, so gaps and history resets are visible), Mercure (tell the client when replay
+//! was incomplete) and Phoenix.PubSub (one subscription per instance and feature, the topic in
+//! the message, local dispatch). Spring MVC has no counterpart: its users pair a
+//! `DeferredResult` with their own broker listener.
+
+mod broker;
+mod memory;
+mod registry;
+mod sse;
+
+pub use broker::{BoxFuture, BrokerError, BrokerEvent, History, Message, MessageBroker, Position};
+pub use memory::InMemoryBroker;
+pub use registry::{DeferredResultRegistry, DEFAULT_MAX_WAITERS_PER_KEY};
+pub use sse::{
+    ClusterSubscription, ClusteredSseBroadcaster, ReplayStatus, DEFAULT_HISTORY,
+    LAST_EVENT_ID_STATUS,
+};

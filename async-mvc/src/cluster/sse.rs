@@ -1,0 +1,534 @@
+//! [`ClusteredSseBroadcaster`]: SSE keyed by topic, across instances, with replay from the
+//! broker's shared history.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+    time::Duration,
+};
+
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use http::HeaderValue;
+
+use super::broker::{BrokerError, BrokerEvent, MessageBroker, Position};
+use crate::{
+    emitter::{EmitterError, SseEmitter, SseEmitterBuilder},
+    sse::SseEvent,
+};
+
+/// How many events of each topic the broker keeps for replay, unless
+/// [`history`](ClusteredSseBroadcaster::history) says otherwise: 1,000.
+pub const DEFAULT_HISTORY: usize = 1_000;
+
+/// The response header that tells a reconnecting client whether replay after its
+/// `Last-Event-ID` was complete: `recovered`, or `reset` (its id was unknown, trimmed or of an
+/// earlier history: the retained window was replayed instead — Mercure's `earliest`).
+pub const LAST_EVENT_ID_STATUS: &str = "last-event-id-status";
+
+/// How replay went for one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayStatus {
+    /// No `Last-Event-ID`: live events only.
+    Live,
+    /// Every event after the client's `Last-Event-ID` was replayed.
+    Recovered,
+    /// The id was unknown, trimmed from history or from another epoch: every retained event
+    /// was replayed, and the client may have missed older ones.
+    Reset,
+}
+
+type ResetCallback = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// An [`SseBroadcaster`](crate::SseBroadcaster) for many instances: events are keyed by topic,
+/// appended to the broker's history of that topic (one atomic step that numbers them), and
+/// delivered by every instance to its own subscribers — encoded once per instance.
+///
+/// - [`send`](Self::send) on any instance reaches the topic's subscribers on every instance.
+/// - [`subscribe`](Self::subscribe) on any instance replays from the shared history after the
+///   client's `Last-Event-ID`, then goes live, with no gap and no duplicate: live events that
+///   arrive during the replay are held, then sent after it, and each instance drops an event
+///   whose offset it has already delivered.
+/// - Event ids are `{epoch}:{offset}` (opaque to the browser). An id that is unknown, trimmed
+///   or from another epoch replays the whole retained window and says so: the
+///   [`LAST_EVENT_ID_STATUS`] response header is `reset`, and the
+///   [`on_replay_reset`](Self::on_replay_reset) callback runs.
+/// - An instance that sees an offset jump (messages lost while the broker was unreachable)
+///   reads the missing events from history before delivering more.
+/// - A subscriber whose buffer is full is given up (its stream ends abruptly; counted as a slow
+///   consumer): its `EventSource` reconnects with its last id and loses nothing the history
+///   still holds.
+///
+/// A cheap `Clone` of an `Arc`.
+#[derive(Clone)]
+pub struct ClusteredSseBroadcaster {
+    hub: Arc<Hub>,
+}
+
+struct Hub {
+    broker: Arc<dyn MessageBroker>,
+    name: String,
+    channel: String,
+    history: usize,
+    subscriber: SseEmitterBuilder,
+    on_reset: Option<ResetCallback>,
+    topics: Mutex<HashMap<String, Topic>>,
+    _listener: Listener,
+}
+
+struct Listener(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One topic with subscribers on this instance.
+#[derive(Default)]
+struct Topic {
+    /// The epoch and offset of the last event delivered here (`None`: none yet).
+    last: Option<Position>,
+    subscribers: Vec<Subscriber>,
+    /// Set while missing events are read from history: live ones wait here.
+    backfilling: Option<Vec<(Position, Bytes)>>,
+}
+
+struct Subscriber {
+    emitter: SseEmitter,
+    /// Set while its replay is read: live events wait here.
+    replaying: Option<Vec<(Position, Bytes)>>,
+}
+
+impl ClusteredSseBroadcaster {
+    /// A broadcaster named `name` on `broker` (instances that use the same name and broker
+    /// share it), keeping [`DEFAULT_HISTORY`] events per topic. Subscribers have no timeout
+    /// and the default heartbeat. Subscribes once, in a task.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the subscription is read by a task).
+    pub fn new(broker: impl Into<Arc<dyn MessageBroker>>, name: &str) -> Self {
+        Self::build(
+            broker.into(),
+            name,
+            DEFAULT_HISTORY,
+            SseEmitter::builder().no_timeout(),
+            None,
+        )
+    }
+
+    fn build(
+        broker: Arc<dyn MessageBroker>,
+        name: &str,
+        history: usize,
+        subscriber: SseEmitterBuilder,
+        on_reset: Option<ResetCallback>,
+    ) -> Self {
+        let channel = format!("sse:{name}");
+        let hub = Arc::new_cyclic(|weak: &Weak<Hub>| {
+            let mut subscription = broker.subscribe(&channel);
+            let weak = weak.clone();
+            let listener = tokio::spawn(async move {
+                while let Some(event) = subscription.next().await {
+                    let Some(hub) = weak.upgrade() else {
+                        return;
+                    };
+                    match event {
+                        BrokerEvent::Message(message) => {
+                            if let Some(position) = message.position {
+                                Hub::live(&hub, &message.topic, position, message.payload);
+                            }
+                        }
+                        BrokerEvent::Reconnected => {
+                            let topics: Vec<String> = hub.lock().keys().cloned().collect();
+                            for topic in topics {
+                                Hub::start_backfill(&hub, &topic);
+                            }
+                        }
+                    }
+                }
+            });
+            Hub {
+                broker: Arc::clone(&broker),
+                name: name.to_owned(),
+                channel: channel.clone(),
+                history: history.max(1),
+                subscriber,
+                on_reset,
+                topics: Mutex::new(HashMap::new()),
+                _listener: Listener(Some(listener)),
+            }
+        });
+        ClusteredSseBroadcaster { hub }
+    }
+
+    fn rebuild(
+        &self,
+        history: usize,
+        subscriber: SseEmitterBuilder,
+        on_reset: Option<ResetCallback>,
+    ) -> Self {
+        Self::build(
+            Arc::clone(&self.hub.broker),
+            &self.hub.name,
+            history,
+            subscriber,
+            on_reset,
+        )
+    }
+
+    /// Keeps the newest `events` events of each topic in the broker (at least 1).
+    #[must_use]
+    pub fn history(self, events: usize) -> Self {
+        self.rebuild(
+            events,
+            self.hub.subscriber.clone(),
+            self.hub.on_reset.clone(),
+        )
+    }
+
+    /// Uses `builder` for new subscribers (timeout, heartbeat, buffer bounds).
+    #[must_use]
+    pub fn subscriber_settings(self, builder: SseEmitterBuilder) -> Self {
+        self.rebuild(self.hub.history, builder, self.hub.on_reset.clone())
+    }
+
+    /// Runs `callback(topic, last_event_id)` when a client's `Last-Event-ID` could not be
+    /// resumed from (see [`ReplayStatus::Reset`]): the application may resend state from its
+    /// own store.
+    #[must_use]
+    pub fn on_replay_reset<F>(self, callback: F) -> Self
+    where
+        F: Fn(&str, &str) + Send + Sync + 'static,
+    {
+        self.rebuild(
+            self.hub.history,
+            self.hub.subscriber.clone(),
+            Some(Arc::new(callback)),
+        )
+    }
+
+    /// Appends `event` to `topic`'s history and sends it to the topic's subscribers on every
+    /// instance. Returns its id (`{epoch}:{offset}`). An id set on the event is replaced.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Unavailable`] if the broker cannot take it: nobody received it.
+    pub async fn send(&self, topic: &str, event: &SseEvent) -> Result<String, BrokerError> {
+        let position = self
+            .hub
+            .broker
+            .append(
+                &self.hub.channel,
+                topic,
+                event.bytes().clone(),
+                self.hub.history,
+            )
+            .await?;
+        Ok(event_id(position))
+    }
+
+    /// A subscriber to `topic`: replays what it missed after `last_event_id` (see the type's
+    /// docs), then every event sent to the topic on any instance. Return it from the handler:
+    /// the response carries the [`LAST_EVENT_ID_STATUS`] header when an id was given.
+    ///
+    /// If the history cannot be read (the broker is unreachable), the subscriber goes live at
+    /// once and the status is `reset`.
+    pub async fn subscribe(&self, topic: &str, last_event_id: Option<&str>) -> ClusterSubscription {
+        let emitter = self.hub.subscriber.clone().build();
+        // Registered first, so that live events from now on are held for it.
+        self.hub
+            .lock()
+            .entry(topic.to_owned())
+            .or_default()
+            .subscribers
+            .push(Subscriber {
+                emitter: emitter.clone(),
+                replaying: Some(Vec::new()),
+            });
+        let (status, replay) = match last_event_id {
+            None => (ReplayStatus::Live, Vec::new()),
+            Some(id) => self.replay(topic, id).await,
+        };
+        if status == ReplayStatus::Reset {
+            if let (Some(callback), Some(id)) = (&self.hub.on_reset, last_event_id) {
+                crate::guard::contain("on_replay_reset", || callback(topic, id));
+            }
+        }
+        Hub::finish_replay(&self.hub, topic, &emitter, replay);
+        ClusterSubscription {
+            emitter,
+            status: last_event_id.map(|_| status),
+        }
+    }
+
+    /// The events to replay after `last_event_id`, and whether that resumes it.
+    async fn replay(
+        &self,
+        topic: &str,
+        last_event_id: &str,
+    ) -> (ReplayStatus, Vec<(Position, Bytes)>) {
+        let resume = parse_event_id(last_event_id);
+        let after = resume.map_or(0, |position| position.offset);
+        let Ok(mut history) = self.hub.broker.range(topic, after, self.hub.history).await else {
+            return (ReplayStatus::Reset, Vec::new());
+        };
+        let resumable = resume.is_some_and(|position| {
+            position.epoch == history.epoch
+                && position.offset + 1 >= history.first
+                && position.offset <= history.last
+        });
+        let status = if resumable {
+            ReplayStatus::Recovered
+        } else {
+            if after != 0 {
+                match self.hub.broker.range(topic, 0, self.hub.history).await {
+                    Ok(window) => history = window,
+                    Err(_) => return (ReplayStatus::Reset, Vec::new()),
+                }
+            }
+            ReplayStatus::Reset
+        };
+        let epoch = history.epoch;
+        let events = history
+            .entries
+            .into_iter()
+            .map(|(offset, payload)| (Position { epoch, offset }, payload))
+            .collect();
+        (status, events)
+    }
+
+    /// How many subscribers `topic` has on this instance.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.hub.lock().get(topic).map_or(0, |topic| {
+            topic
+                .subscribers
+                .iter()
+                .filter(|subscriber| !subscriber.emitter.is_completed())
+                .count()
+        })
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
+        // Only queue operations run under this lock, never user code.
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A live event from the broker.
+    fn live(hub: &Arc<Hub>, topic: &str, position: Position, payload: Bytes) {
+        let mut topics = hub.lock();
+        let Some(state) = topics.get_mut(topic) else {
+            // Nobody here listens to it.
+            return;
+        };
+        if let Some(held) = &mut state.backfilling {
+            held.push((position, payload));
+            return;
+        }
+        match state.last {
+            Some(last) if last.epoch == position.epoch && position.offset <= last.offset => {
+                // Delivered already (a backfill overtook it).
+                return;
+            }
+            Some(last) if last.epoch == position.epoch && position.offset > last.offset + 1 => {
+                // Events were lost on the way: read them first, hold this one.
+                state.backfilling = Some(vec![(position, payload)]);
+                drop(topics);
+                Hub::start_backfill(hub, topic);
+                return;
+            }
+            _ => {}
+        }
+        state.deliver(position, &payload);
+        if state.subscribers.is_empty() {
+            topics.remove(topic);
+        }
+    }
+
+    /// Reads what this instance missed of `topic` since its last delivered event, then
+    /// delivers it and what was held meanwhile, in order.
+    fn start_backfill(hub: &Arc<Hub>, topic: &str) {
+        let after = {
+            let mut topics = hub.lock();
+            let Some(state) = topics.get_mut(topic) else {
+                return;
+            };
+            state.backfilling.get_or_insert_with(Vec::new);
+            state.last.map_or(0, |last| last.offset)
+        };
+        let hub = Arc::clone(hub);
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            let missed = hub.broker.range(&topic, after, hub.history).await;
+            let mut topics = hub.lock();
+            let Some(state) = topics.get_mut(&topic) else {
+                return;
+            };
+            let mut events: Vec<(Position, Bytes)> = match missed {
+                Ok(history) => history
+                    .entries
+                    .into_iter()
+                    .map(|(offset, payload)| {
+                        (
+                            Position {
+                                epoch: history.epoch,
+                                offset,
+                            },
+                            payload,
+                        )
+                    })
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(%error, topic, "cannot read missed SSE events from history");
+                    Vec::new()
+                }
+            };
+            events.extend(state.backfilling.take().unwrap_or_default());
+            events.sort_by_key(|(position, _)| (position.epoch, position.offset));
+            for (position, payload) in events {
+                let fresh = state.last.map_or(true, |last| {
+                    last.epoch != position.epoch || position.offset > last.offset
+                });
+                if fresh {
+                    state.deliver(position, &payload);
+                }
+            }
+        });
+    }
+
+    /// A subscriber's replay was read: send it, then what was held for it, then go live.
+    fn finish_replay(hub: &Hub, topic: &str, emitter: &SseEmitter, replay: Vec<(Position, Bytes)>) {
+        let mut topics = hub.lock();
+        let Some(state) = topics.get_mut(topic) else {
+            return;
+        };
+        let Some(subscriber) = state
+            .subscribers
+            .iter_mut()
+            .find(|subscriber| subscriber.emitter.ptr_eq(emitter))
+        else {
+            return;
+        };
+        let held = subscriber.replaying.take().unwrap_or_default();
+        let mut sent: Option<Position> = None;
+        for (position, payload) in replay.into_iter().chain(held) {
+            let newer = sent.map_or(true, |sent| {
+                sent.epoch != position.epoch || position.offset > sent.offset
+            });
+            if newer {
+                // The replay is bounded by the history length: queued whatever the bounds.
+                let _ = subscriber
+                    .emitter
+                    .force_send_frame(frame(position, &payload));
+                sent = Some(position);
+            }
+        }
+    }
+}
+
+impl Topic {
+    /// Encodes the event once for this instance and queues it for every live subscriber
+    /// (held for those still replaying).
+    fn deliver(&mut self, position: Position, payload: &Bytes) {
+        self.last = Some(position);
+        let frame = frame(position, payload);
+        self.subscribers.retain_mut(|subscriber| {
+            if subscriber.emitter.is_completed() {
+                return false;
+            }
+            if let Some(held) = &mut subscriber.replaying {
+                held.push((position, payload.clone()));
+                return true;
+            }
+            match subscriber.emitter.try_send_frame(frame.clone()) {
+                Ok(()) => true,
+                Err(EmitterError::Full) => {
+                    // It reconnects with its last id and catches up from history.
+                    subscriber.emitter.give_up(Duration::ZERO);
+                    false
+                }
+                Err(_) => false,
+            }
+        });
+    }
+}
+
+/// `{epoch}:{offset}`.
+fn event_id(position: Position) -> String {
+    format!("{}:{}", position.epoch, position.offset)
+}
+
+fn parse_event_id(id: &str) -> Option<Position> {
+    let (epoch, offset) = id.trim().split_once(':')?;
+    Some(Position {
+        epoch: epoch.parse().ok()?,
+        offset: offset.parse().ok()?,
+    })
+}
+
+/// The event's frame with its `id:` line last (the last `id` field of an event wins).
+fn frame(position: Position, payload: &Bytes) -> Bytes {
+    let id = event_id(position);
+    // The payload ends with the blank line that dispatches the event.
+    let body = payload.strip_suffix(b"\n").unwrap_or(payload);
+    let mut frame = BytesMut::with_capacity(body.len() + id.len() + 6);
+    frame.put_slice(body);
+    frame.put_slice(b"id:");
+    frame.put_slice(id.as_bytes());
+    frame.put_slice(b"\n\n");
+    frame.freeze()
+}
+
+/// A subscriber's response: the SSE stream, and the [`LAST_EVENT_ID_STATUS`] header when the
+/// client sent a `Last-Event-ID`.
+#[derive(Debug)]
+pub struct ClusterSubscription {
+    emitter: SseEmitter,
+    status: Option<ReplayStatus>,
+}
+
+impl ClusterSubscription {
+    /// How replay went (`None`: no `Last-Event-ID` was given).
+    pub fn status(&self) -> Option<ReplayStatus> {
+        self.status
+    }
+
+    /// The subscriber's emitter (to register callbacks).
+    pub fn emitter(&self) -> &SseEmitter {
+        &self.emitter
+    }
+}
+
+impl IntoResponse for ClusterSubscription {
+    fn into_response(self) -> Response {
+        let status = match self.status {
+            Some(ReplayStatus::Reset) => Some("reset"),
+            Some(ReplayStatus::Recovered) => Some("recovered"),
+            Some(ReplayStatus::Live) | None => None,
+        };
+        let mut response = self.emitter.into_response();
+        if let Some(status) = status {
+            response
+                .headers_mut()
+                .insert(LAST_EVENT_ID_STATUS, HeaderValue::from_static(status));
+        }
+        response
+    }
+}
+
+impl fmt::Debug for ClusteredSseBroadcaster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusteredSseBroadcaster")
+            .field("name", &self.hub.name)
+            .field("history", &self.hub.history)
+            .field("topics", &self.hub.lock().len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,385 @@
+//! Scale-out over a broker, three app instances in one process sharing one `InMemoryBroker`,
+//! over real HTTP: a long poll on B and C completed from A (`DeferredResultRegistry`), a
+//! retained value for a waiter that comes just after, SSE sent on A reaching B and C
+//! (`ClusteredSseBroadcaster`), a reconnect with `Last-Event-ID` on another instance with no
+//! gap and no duplicate, and a trimmed id answered with the reset signal and the window.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_mvc::{
+    cluster::{
+        ClusteredSseBroadcaster, DeferredResultRegistry, InMemoryBroker, MessageBroker,
+        LAST_EVENT_ID_STATUS,
+    },
+    prelude::*,
+    AsyncManager, LastEventId,
+};
+use async_mvc_tests::{client, eventually, within, TestServer};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post},
+    Router,
+};
+use futures::StreamExt;
+
+#[derive(Clone)]
+struct Instance {
+    registry: DeferredResultRegistry<String, String>,
+    hub: ClusteredSseBroadcaster,
+    manager: AsyncManager,
+}
+
+async fn wait(State(app): State<Instance>, Path(key): Path<String>) -> DeferredResult<String> {
+    app.registry
+        .wait(key, Duration::from_secs(10), "timeout".to_owned())
+}
+
+async fn complete(
+    State(app): State<Instance>,
+    Path(key): Path<String>,
+    value: String,
+) -> StatusCode {
+    match app.registry.complete(&key, &value).await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn events(
+    State(app): State<Instance>,
+    Path(topic): Path<String>,
+    last: Option<LastEventId>,
+) -> impl axum::response::IntoResponse {
+    app.hub
+        .subscribe(&topic, last.as_ref().map(LastEventId::as_str))
+        .await
+}
+
+async fn send(State(app): State<Instance>, Path(topic): Path<String>, data: String) -> String {
+    let event = SseEvent::builder()
+        .event("note")
+        .data(data)
+        .build()
+        .unwrap();
+    app.hub.send(&topic, &event).await.unwrap()
+}
+
+struct Cluster {
+    servers: Vec<TestServer>,
+    instances: Vec<Instance>,
+}
+
+/// `n` instances on one broker; each with its own manager, registry and broadcaster.
+async fn cluster(n: usize, retain: bool, history: usize) -> Cluster {
+    let broker: Arc<dyn MessageBroker> = Arc::new(InMemoryBroker::new());
+    let mut servers = Vec::new();
+    let mut instances = Vec::new();
+    for _ in 0..n {
+        let mut registry = DeferredResultRegistry::new(Arc::clone(&broker), "waits");
+        if retain {
+            registry = registry.retain(Duration::from_secs(30));
+        }
+        let instance = Instance {
+            registry,
+            hub: ClusteredSseBroadcaster::new(Arc::clone(&broker), "notes").history(history),
+            manager: AsyncManager::new(AsyncConfig::new()),
+        };
+        let app = Router::new()
+            .route("/wait/{key}", get(wait))
+            .route("/complete/{key}", post(complete))
+            .route("/events/{topic}", get(events))
+            .route("/send/{topic}", post(send))
+            .with_state(instance.clone())
+            .async_support(instance.manager.clone());
+        servers.push(TestServer::start(app).await);
+        instances.push(instance);
+    }
+    Cluster { servers, instances }
+}
+
+#[tokio::test]
+async fn a_completion_on_one_instance_reaches_waiters_on_the_others() {
+    let cluster = cluster(3, false, 16).await;
+    let (a, b, c) = (
+        &cluster.servers[0],
+        &cluster.servers[1],
+        &cluster.servers[2],
+    );
+    let http = client();
+    let waiting: Vec<_> = [b, b, c]
+        .into_iter()
+        .map(|server| tokio::spawn(http.get(server.url("/wait/order-7")).send()))
+        .collect();
+    let other = tokio::spawn(http.get(c.url("/wait/order-8")).send());
+    eventually("three waiters for order-7", || {
+        cluster.instances[1].registry.waiting() == 2 && cluster.instances[2].registry.waiting() == 2
+    })
+    .await;
+
+    let done = http
+        .post(a.url("/complete/order-7"))
+        .body("packed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    for waiter in waiting {
+        let response = within("a waiter is completed", waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "packed");
+    }
+    // The other key's waiter still waits; completed waiters left the registries.
+    assert_eq!(cluster.instances[1].registry.waiting(), 0);
+    assert_eq!(cluster.instances[2].registry.waiting(), 1);
+    assert_eq!(cluster.instances[1].registry.completed(), 2);
+    http.post(b.url("/complete/order-8"))
+        .body("shipped")
+        .send()
+        .await
+        .unwrap();
+    let response = within("the other key", other).await.unwrap().unwrap();
+    assert_eq!(response.text().await.unwrap(), "shipped");
+    for instance in &cluster.instances {
+        eventually("nothing in flight", || {
+            instance.manager.metrics().in_flight == 0
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_retained_value_serves_a_waiter_that_comes_just_after() {
+    let cluster = cluster(2, true, 16).await;
+    let http = client();
+    http.post(cluster.servers[0].url("/complete/order-9"))
+        .body("delivered")
+        .send()
+        .await
+        .unwrap();
+    // On the other instance, after the completion: answered at once with the value.
+    let response = within(
+        "the retained value",
+        http.get(cluster.servers[1].url("/wait/order-9")).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.text().await.unwrap(), "delivered");
+    assert_eq!(cluster.instances[1].registry.waiting(), 0);
+}
+
+#[tokio::test]
+async fn a_waiter_times_out_with_its_timeout_result_and_leaves_the_registry() {
+    let broker = InMemoryBroker::new();
+    let registry = DeferredResultRegistry::<String, String>::new(broker, "short");
+    let manager = AsyncManager::new(AsyncConfig::new());
+    let app = Router::new()
+        .route("/wait", {
+            let registry = registry.clone();
+            get(move || {
+                std::future::ready(registry.wait(
+                    "k".to_owned(),
+                    Duration::from_millis(200),
+                    "timeout".to_owned(),
+                ))
+            })
+        })
+        .async_support(manager.clone());
+    let server = TestServer::start(app).await;
+    let response = client().get(server.url("/wait")).send().await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "timeout");
+    eventually("the waiter left", || registry.waiting() == 0).await;
+}
+
+/// Reads `n` events from an SSE response: their `(id, data)`.
+async fn read_events(response: reqwest::Response, n: usize) -> Vec<(String, String)> {
+    let mut body = response.bytes_stream();
+    let mut buffer = Vec::new();
+    let mut events = Vec::new();
+    while events.len() < n {
+        let chunk = within("SSE events", body.next()).await.unwrap().unwrap();
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+            let text = String::from_utf8(buffer[..end].to_vec()).unwrap();
+            buffer.drain(..end + 2);
+            let mut id = String::new();
+            let mut data = String::new();
+            for line in text.lines() {
+                if let Some(value) = line.strip_prefix("id:") {
+                    id = value.to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data = value.to_owned();
+                }
+            }
+            if !id.is_empty() {
+                events.push((id, data));
+            }
+        }
+    }
+    events
+}
+
+fn offset(id: &str) -> u64 {
+    id.split_once(':').unwrap().1.parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_event_sent_on_one_instance_reaches_subscribers_on_the_others_byte_exact() {
+    let cluster = cluster(3, false, 16).await;
+    let http = client();
+    let on_b = http
+        .get(cluster.servers[1].url("/events/t1"))
+        .send()
+        .await
+        .unwrap();
+    let on_c = http
+        .get(cluster.servers[2].url("/events/t1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_b.status(), StatusCode::OK);
+    assert!(on_b.headers().get(LAST_EVENT_ID_STATUS).is_none());
+    eventually("subscribed", || {
+        cluster.instances[1].hub.subscribers("t1") == 1
+            && cluster.instances[2].hub.subscribers("t1") == 1
+    })
+    .await;
+    let id = http
+        .post(cluster.servers[0].url("/send/t1"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(offset(&id), 1);
+    let expected = format!("event:note\ndata:hello\nid:{id}\n\n");
+    for response in [on_b, on_c] {
+        let mut body = response.bytes_stream();
+        let mut received = Vec::new();
+        while received.len() < expected.len() {
+            received.extend_from_slice(&within("the event", body.next()).await.unwrap().unwrap());
+        }
+        assert_eq!(String::from_utf8(received).unwrap(), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_client_reconnecting_to_another_instance_gets_exactly_what_it_missed() {
+    let cluster = cluster(3, false, 100).await;
+    let http = client();
+    let on_a = http
+        .get(cluster.servers[0].url("/events/t2"))
+        .send()
+        .await
+        .unwrap();
+    eventually("subscribed", || {
+        cluster.instances[0].hub.subscribers("t2") == 1
+    })
+    .await;
+    for n in 1..=5 {
+        http.post(cluster.servers[1].url("/send/t2"))
+            .body(format!("n{n}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let seen = read_events(on_a, 2).await;
+    assert_eq!(
+        seen.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["n1", "n2"]
+    );
+    // The client "loses" A after event 2 and reconnects to C with the id it saw last.
+    let resumed = http
+        .get(cluster.servers[2].url("/events/t2"))
+        .header("last-event-id", &seen[1].0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.headers()[LAST_EVENT_ID_STATUS], "recovered");
+    // Sent while it replays and after: no gap, no duplicate.
+    let sender = {
+        let http = http.clone();
+        let url = cluster.servers[1].url("/send/t2");
+        tokio::spawn(async move {
+            for n in 6..=40 {
+                http.post(&url).body(format!("n{n}")).send().await.unwrap();
+            }
+        })
+    };
+    let events = read_events(resumed, 38).await;
+    sender.await.unwrap();
+    let offsets: Vec<u64> = events.iter().map(|(id, _)| offset(id)).collect();
+    assert_eq!(offsets, (3..=40).collect::<Vec<_>>());
+    let data: Vec<String> = events.into_iter().map(|(_, data)| data).collect();
+    assert_eq!(data, (3..=40).map(|n| format!("n{n}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_trimmed_or_foreign_id_replays_the_window_and_says_reset() {
+    let broker: Arc<dyn MessageBroker> = Arc::new(InMemoryBroker::new());
+    let resets: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let hub = ClusteredSseBroadcaster::new(Arc::clone(&broker), "notes")
+        .history(3)
+        .on_replay_reset({
+            let resets = resets.clone();
+            move |topic, id| {
+                resets
+                    .lock()
+                    .unwrap()
+                    .push((topic.to_owned(), id.to_owned()))
+            }
+        });
+    let instance = Instance {
+        registry: DeferredResultRegistry::new(Arc::clone(&broker), "unused"),
+        hub: hub.clone(),
+        manager: AsyncManager::new(AsyncConfig::new()),
+    };
+    let app = Router::new()
+        .route("/events/{topic}", get(events))
+        .with_state(instance.clone())
+        .async_support(instance.manager.clone());
+    let server = TestServer::start(app).await;
+    let mut ids = Vec::new();
+    for n in 1..=6 {
+        let event = SseEvent::builder().data(format!("n{n}")).build().unwrap();
+        ids.push(hub.send("t3", &event).await.unwrap());
+    }
+    let http = client();
+    for stale in [ids[0].clone(), "0:2".to_owned(), "garbage".to_owned()] {
+        let response = http
+            .get(server.url("/events/t3"))
+            .header("last-event-id", &stale)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[LAST_EVENT_ID_STATUS], "reset", "{stale}");
+        let events = read_events(response, 3).await;
+        let data: Vec<&str> = events.iter().map(|(_, data)| data.as_str()).collect();
+        assert_eq!(data, ["n4", "n5", "n6"], "{stale}");
+    }
+    assert_eq!(
+        *resets.lock().unwrap(),
+        [
+            ("t3".to_owned(), ids[0].clone()),
+            ("t3".to_owned(), "0:2".to_owned()),
+            ("t3".to_owned(), "garbage".to_owned())
+        ]
+    );
+    // A current id resumes: nothing to replay, live from there.
+    let response = http
+        .get(server.url("/events/t3"))
+        .header("last-event-id", &ids[5])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[LAST_EVENT_ID_STATUS], "recovered");
+}
