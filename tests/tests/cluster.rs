@@ -383,3 +383,106 @@ async fn a_trimmed_or_foreign_id_replays_the_window_and_says_reset() {
         .unwrap();
     assert_eq!(response.headers()[LAST_EVENT_ID_STATUS], "recovered");
 }
+
+/// A broker whose subscriptions lose every third message, as pub/sub does while a broker
+/// connection is down: what the instance must recover from history.
+#[derive(Debug, Clone)]
+struct Lossy(InMemoryBroker);
+
+impl MessageBroker for Lossy {
+    fn publish(
+        &self,
+        channel: &str,
+        topic: &str,
+        payload: bytes::Bytes,
+    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
+        self.0.publish(channel, topic, payload)
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+    ) -> futures::stream::BoxStream<'static, async_mvc::cluster::BrokerEvent> {
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        self.0
+            .subscribe(channel)
+            .filter(move |_| {
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::future::ready(n % 3 != 2)
+            })
+            .boxed()
+    }
+
+    fn append(
+        &self,
+        channel: &str,
+        topic: &str,
+        payload: bytes::Bytes,
+        max_len: usize,
+    ) -> async_mvc::cluster::BoxFuture<
+        '_,
+        Result<async_mvc::cluster::Position, async_mvc::cluster::BrokerError>,
+    > {
+        self.0.append(channel, topic, payload, max_len)
+    }
+
+    fn range(
+        &self,
+        topic: &str,
+        after: u64,
+        limit: usize,
+    ) -> async_mvc::cluster::BoxFuture<
+        '_,
+        Result<async_mvc::cluster::History, async_mvc::cluster::BrokerError>,
+    > {
+        self.0.range(topic, after, limit)
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        ttl: Duration,
+    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
+        self.0.put(key, value, ttl)
+    }
+
+    fn get(
+        &self,
+        key: &str,
+    ) -> async_mvc::cluster::BoxFuture<
+        '_,
+        Result<Option<bytes::Bytes>, async_mvc::cluster::BrokerError>,
+    > {
+        self.0.get(key)
+    }
+}
+
+#[tokio::test]
+async fn events_lost_on_the_way_are_read_from_history_in_order() {
+    let shared = InMemoryBroker::new();
+    let sender = ClusteredSseBroadcaster::new(shared.clone(), "notes");
+    // The receiving instance's subscription loses every third message.
+    let lossy: Arc<dyn MessageBroker> = Arc::new(Lossy(shared));
+    let receiver = ClusteredSseBroadcaster::new(lossy, "notes");
+    let manager = AsyncManager::new(AsyncConfig::new());
+    let app = Router::new()
+        .route("/events", {
+            let receiver = receiver.clone();
+            get(move || {
+                let receiver = receiver.clone();
+                async move { receiver.subscribe("t4", None).await }
+            })
+        })
+        .async_support(manager);
+    let server = TestServer::start(app).await;
+    let response = client().get(server.url("/events")).send().await.unwrap();
+    eventually("subscribed", || receiver.subscribers("t4") == 1).await;
+    for n in 1..=30 {
+        let event = SseEvent::builder().data(format!("n{n}")).build().unwrap();
+        sender.send("t4", &event).await.unwrap();
+    }
+    let events = read_events(response, 30).await;
+    let offsets: Vec<u64> = events.iter().map(|(id, _)| offset(id)).collect();
+    assert_eq!(offsets, (1..=30).collect::<Vec<_>>());
+}

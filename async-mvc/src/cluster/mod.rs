@@ -28,3 +28,6 @@ pub use sse::{
     ClusterSubscription, ClusteredSseBroadcaster, ReplayStatus, DEFAULT_HISTORY,
     LAST_EVENT_ID_STATUS,
 };
+
+#[cfg(test)]
+mod tests;
