@@ -50,7 +50,7 @@ proptest! {
                     Step::Drop(n) => {
                         if !subscriptions.is_empty() {
                             let index = n % subscriptions.len();
-                            subscriptions.remove(index);
+                            drop(subscriptions.remove(index));
                         }
                     }
                 }
