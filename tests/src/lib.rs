@@ -1,6 +1,9 @@
 //! Shared helpers for async-mvc's end-to-end tests: a real server on `127.0.0.1:0`, a real
 //! client, and bounded waits.
 
+pub mod cluster;
+pub mod redis;
+
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use axum::Router;

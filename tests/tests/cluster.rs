@@ -16,58 +16,15 @@ use async_mvc::{
         LAST_EVENT_ID_STATUS,
     },
     prelude::*,
-    AsyncManager, LastEventId,
+    AsyncManager,
 };
-use async_mvc_tests::{client, eventually, within, TestServer};
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    routing::{get, post},
-    Router,
+use async_mvc_tests::{
+    client,
+    cluster::{offset, read_events, Instance},
+    eventually, within, TestServer,
 };
+use axum::{http::StatusCode, routing::get, Router};
 use futures::StreamExt;
-
-#[derive(Clone)]
-struct Instance {
-    registry: DeferredResultRegistry<String, String>,
-    hub: ClusteredSseBroadcaster,
-    manager: AsyncManager,
-}
-
-async fn wait(State(app): State<Instance>, Path(key): Path<String>) -> DeferredResult<String> {
-    app.registry
-        .wait(key, Duration::from_secs(10), "timeout".to_owned())
-}
-
-async fn complete(
-    State(app): State<Instance>,
-    Path(key): Path<String>,
-    value: String,
-) -> StatusCode {
-    match app.registry.complete(&key, &value).await {
-        Ok(()) => StatusCode::NO_CONTENT,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
-}
-
-async fn events(
-    State(app): State<Instance>,
-    Path(topic): Path<String>,
-    last: Option<LastEventId>,
-) -> impl axum::response::IntoResponse {
-    app.hub
-        .subscribe(&topic, last.as_ref().map(LastEventId::as_str))
-        .await
-}
-
-async fn send(State(app): State<Instance>, Path(topic): Path<String>, data: String) -> String {
-    let event = SseEvent::builder()
-        .event("note")
-        .data(data)
-        .build()
-        .unwrap();
-    app.hub.send(&topic, &event).await.unwrap()
-}
 
 struct Cluster {
     servers: Vec<TestServer>,
@@ -80,23 +37,8 @@ async fn cluster(n: usize, retain: bool, history: usize) -> Cluster {
     let mut servers = Vec::new();
     let mut instances = Vec::new();
     for _ in 0..n {
-        let mut registry = DeferredResultRegistry::new(Arc::clone(&broker), "waits");
-        if retain {
-            registry = registry.retain(Duration::from_secs(30));
-        }
-        let instance = Instance {
-            registry,
-            hub: ClusteredSseBroadcaster::new(Arc::clone(&broker), "notes").history(history),
-            manager: AsyncManager::new(AsyncConfig::new()),
-        };
-        let app = Router::new()
-            .route("/wait/{key}", get(wait))
-            .route("/complete/{key}", post(complete))
-            .route("/events/{topic}", get(events))
-            .route("/send/{topic}", post(send))
-            .with_state(instance.clone())
-            .async_support(instance.manager.clone());
-        servers.push(TestServer::start(app).await);
+        let instance = Instance::new(&broker, retain, history);
+        servers.push(TestServer::start(instance.router()).await);
         instances.push(instance);
     }
     Cluster { servers, instances }
@@ -196,38 +138,6 @@ async fn a_waiter_times_out_with_its_timeout_result_and_leaves_the_registry() {
     let response = client().get(server.url("/wait")).send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "timeout");
     eventually("the waiter left", || registry.waiting() == 0).await;
-}
-
-/// Reads `n` events from an SSE response: their `(id, data)`.
-async fn read_events(response: reqwest::Response, n: usize) -> Vec<(String, String)> {
-    let mut body = response.bytes_stream();
-    let mut buffer = Vec::new();
-    let mut events = Vec::new();
-    while events.len() < n {
-        let chunk = within("SSE events", body.next()).await.unwrap().unwrap();
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-            let text = String::from_utf8(buffer[..end].to_vec()).unwrap();
-            buffer.drain(..end + 2);
-            let mut id = String::new();
-            let mut data = String::new();
-            for line in text.lines() {
-                if let Some(value) = line.strip_prefix("id:") {
-                    id = value.to_owned();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data = value.to_owned();
-                }
-            }
-            if !id.is_empty() {
-                events.push((id, data));
-            }
-        }
-    }
-    events
-}
-
-fn offset(id: &str) -> u64 {
-    id.split_once(':').unwrap().1.parse().unwrap()
 }
 
 #[tokio::test]
@@ -338,16 +248,9 @@ async fn a_trimmed_or_foreign_id_replays_the_window_and_says_reset() {
                     .push((topic.to_owned(), id.to_owned()))
             }
         });
-    let instance = Instance {
-        registry: DeferredResultRegistry::new(Arc::clone(&broker), "unused"),
-        hub: hub.clone(),
-        manager: AsyncManager::new(AsyncConfig::new()),
-    };
-    let app = Router::new()
-        .route("/events/{topic}", get(events))
-        .with_state(instance.clone())
-        .async_support(instance.manager.clone());
-    let server = TestServer::start(app).await;
+    let mut instance = Instance::new(&broker, false, 3);
+    instance.hub = hub.clone();
+    let server = TestServer::start(instance.router()).await;
     let mut ids = Vec::new();
     for n in 1..=6 {
         let event = SseEvent::builder().data(format!("n{n}")).build().unwrap();

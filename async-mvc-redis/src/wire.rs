@@ -1,0 +1,93 @@
+//! The pub/sub message format and the Lua scripts that keep history and publishing in step.
+//!
+//! A message is `{topic length}:{topic}{epoch}:{offset}:{payload}`; `0:0:` when it has no
+//! position. The append script writes the same format, so both paths decode alike.
+
+use async_mvc::cluster::{Message, Position};
+use bytes::Bytes;
+
+/// Encodes a message about `topic`, with `position` if it was appended.
+pub(crate) fn encode(topic: &str, position: Option<Position>, payload: &[u8]) -> Vec<u8> {
+    let (epoch, offset) = position.map_or((0, 0), |p| (p.epoch, p.offset));
+    let mut message = format!("{}:{topic}{epoch}:{offset}:", topic.len()).into_bytes();
+    message.extend_from_slice(payload);
+    message
+}
+
+/// Decodes a message; `None` if it is not one of ours.
+pub(crate) fn decode(raw: &[u8]) -> Option<Message> {
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let length: usize = std::str::from_utf8(&raw[..colon]).ok()?.parse().ok()?;
+    let rest = raw.get(colon + 1..)?;
+    let topic = std::str::from_utf8(rest.get(..length)?).ok()?.to_owned();
+    let rest = rest.get(length..)?;
+    let (epoch, rest) = number(rest)?;
+    let (offset, payload) = number(rest)?;
+    Some(Message {
+        topic,
+        position: (offset > 0).then_some(Position { epoch, offset }),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+/// A decimal number followed by `:`, and what follows.
+fn number(raw: &[u8]) -> Option<(u64, &[u8])> {
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let value = std::str::from_utf8(&raw[..colon]).ok()?.parse().ok()?;
+    Some((value, &raw[colon + 1..]))
+}
+
+/// Appends to a topic's stream with the next offset and publishes it, atomically.
+/// KEYS: stream, meta. ARGV: channel, topic, payload, max length, epoch for a new history.
+/// Returns `{epoch, offset}`.
+pub(crate) const APPEND: &str = r"
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', KEYS[2], 'e', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 's', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'p', ARGV[3])
+redis.call('PUBLISH', ARGV[1], string.len(ARGV[2]) .. ':' .. ARGV[2] .. epoch .. ':' .. offset .. ':' .. ARGV[3])
+return {epoch, offset}
+";
+
+/// A topic's history after an offset. KEYS: stream, meta. ARGV: after, limit.
+/// Returns `{epoch, last, first, {offset, payload, …}}`.
+pub(crate) const RANGE: &str = r"
+local epoch = redis.call('HGET', KEYS[2], 'e') or '0'
+local last = tonumber(redis.call('HGET', KEYS[2], 's') or '0')
+local first = last + 1
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #oldest > 0 then first = tonumber(string.match(oldest[1][1], '^(%d+)')) end
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+local out = {}
+for _, entry in ipairs(entries) do
+  out[#out + 1] = string.match(entry[1], '^(%d+)')
+  out[#out + 1] = entry[2][2]
+end
+return {epoch, last, first, out}
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_and_without_a_position() {
+        let position = Position {
+            epoch: 17,
+            offset: 42,
+        };
+        let raw = encode("a:b", Some(position), b"data:x\n\n");
+        assert_eq!(raw, b"3:a:b17:42:data:x\n\n");
+        let message = decode(&raw).expect("decodes");
+        assert_eq!(message.topic, "a:b");
+        assert_eq!(message.position, Some(position));
+        assert_eq!(&message.payload[..], b"data:x\n\n");
+        let plain = decode(&encode("\"k\"", None, b"1")).expect("decodes");
+        assert_eq!((plain.topic.as_str(), plain.position), ("\"k\"", None));
+        assert!(decode(b"garbage").is_none());
+        assert!(decode(b"99:short").is_none());
+    }
+}
