@@ -4,8 +4,8 @@
 //! | feature | Redis |
 //! |---|---|
 //! | [`publish`](MessageBroker::publish) | `PUBLISH am:{ns}:{channel}` (at most once) |
-//! | [`subscribe`](MessageBroker::subscribe) | one pub/sub connection per instance, all channels on it; reconnected with jittered backoff (50 ms → 1 s, forever), resubscribed, then [`BrokerEvent::Reconnected`] |
-//! | [`append`](MessageBroker::append) | one Lua script: `HINCRBY` of the topic's offset (and its epoch, set once), `XADD am:{ns}:h:{topic} MAXLEN ~ n`, `PUBLISH` — atomic |
+//! | [`subscribe`](MessageBroker::subscribe) | one pub/sub connection per instance, all channels on it; reconnected with jittered backoff (50 ms → 500 ms, forever), resubscribed, then [`BrokerEvent::Reconnected`] |
+//! | [`append`](MessageBroker::append) | one Lua script: `HINCRBY` of the topic's offset (and its epoch, set once), `XADD am:{ns}:h:{topic} MAXLEN ~ n`, `PUBLISH` — atomic, and once per call (a token remembered for 60 s makes a retry after a lost reply return the first position) |
 //! | [`range`](MessageBroker::range) | one Lua script: `XRANGE` after an offset, with the epoch and the first and last offsets |
 //! | [`put`](MessageBroker::put) / [`get`](MessageBroker::get) | `SET am:{ns}:v:{key} PX ttl` / `GET` |
 //!
@@ -122,6 +122,10 @@ impl RedisBrokerBuilder {
                 append: redis::Script::new(wire::APPEND),
                 range: redis::Script::new(wire::RANGE),
                 listener,
+                instance: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_nanos() as u64),
+                appends: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -144,6 +148,17 @@ struct Inner {
     append: redis::Script,
     range: redis::Script,
     listener: tokio::task::JoinHandle<()>,
+    /// This broker's part of every append token (the time it connected, in ns).
+    instance: u64,
+    appends: std::sync::atomic::AtomicU64,
+}
+
+impl Inner {
+    /// A token no other append of any instance uses.
+    fn token(&self) -> String {
+        let n = self.appends.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}.{n:x}", self.instance)
+    }
 }
 
 impl Drop for Inner {
@@ -300,16 +315,18 @@ impl MessageBroker for RedisBroker {
     ) -> BoxFuture<'_, Result<Position, BrokerError>> {
         let channel = self.key("c", channel);
         let (stream, meta) = (self.key("h", topic), self.key("m", topic));
+        let token = self.key("d", &self.inner.token());
         let topic = topic.to_owned();
         Box::pin(async move {
             let script = &self.inner.append;
-            let (stream, meta, channel, topic, payload) =
-                (&stream, &meta, &channel, &topic, &payload);
+            let (stream, meta, token, channel, topic, payload) =
+                (&stream, &meta, &token, &channel, &topic, &payload);
             let (epoch, offset): (String, u64) = self
                 .run(|mut connection| async move {
                     let mut invocation = script.key(stream);
                     invocation
                         .key(meta)
+                        .key(token)
                         .arg(channel)
                         .arg(topic)
                         .arg(payload.as_ref())

@@ -20,8 +20,9 @@ use crate::wire;
 
 /// How many messages a local subscription buffers before newer ones are dropped for it.
 const SUBSCRIPTION_BUFFER: usize = 65_536;
-/// The first and the longest wait between two reconnection attempts.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+/// The first and the longest wait between two reconnection attempts: a Redis that comes back
+/// is resubscribed to within about half a second.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(500));
 /// How often the connection is pinged, and how long a ping may take: a broker that stopped
 /// answering (paused, or a dead peer without a reset) is noticed within about 2 s.
 const PING: Duration = Duration::from_secs(1);

@@ -37,10 +37,17 @@ fn number(raw: &[u8]) -> Option<(u64, &[u8])> {
     Some((value, &raw[colon + 1..]))
 }
 
-/// Appends to a topic's stream with the next offset and publishes it, atomically.
-/// KEYS: stream, meta. ARGV: channel, topic, payload, max length, epoch for a new history.
-/// Returns `{epoch, offset}`.
+/// Appends to a topic's stream with the next offset and publishes it, atomically, once per
+/// token: a retry after a lost reply (Redis killed between running the script and answering)
+/// gets the first run's position instead of appending twice.
+/// KEYS: stream, meta, token. ARGV: channel, topic, payload, max length, epoch for a new
+/// history. Returns `{epoch, offset}`.
 pub(crate) const APPEND: &str = r"
+local done = redis.call('GET', KEYS[3])
+if done then
+  local epoch, offset = string.match(done, '^(%d+):(%d+)$')
+  return {epoch, tonumber(offset)}
+end
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
   epoch = ARGV[5]
@@ -49,6 +56,7 @@ end
 local offset = redis.call('HINCRBY', KEYS[2], 's', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'p', ARGV[3])
 redis.call('PUBLISH', ARGV[1], string.len(ARGV[2]) .. ':' .. ARGV[2] .. epoch .. ':' .. offset .. ':' .. ARGV[3])
+redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', 60000)
 return {epoch, offset}
 ";
 

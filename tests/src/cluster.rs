@@ -111,7 +111,13 @@ pub async fn read_events(response: reqwest::Response, n: usize) -> Vec<(String, 
     while events.len() < n {
         let chunk = within("SSE events", body.next())
             .await
-            .expect("the stream goes on")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the stream ended after {} of {n} events (last {:?})",
+                    events.len(),
+                    events.last()
+                )
+            })
             .expect("a chunk");
         buffer.extend_from_slice(&chunk);
         while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {

@@ -346,7 +346,7 @@ impl Hub {
             }
             _ => {}
         }
-        state.deliver(position, &payload);
+        state.deliver(position, &payload, false);
         if state.subscribers.is_empty() {
             topics.remove(topic);
         }
@@ -397,7 +397,7 @@ impl Hub {
                     last.epoch != position.epoch || position.offset > last.offset
                 });
                 if fresh {
-                    state.deliver(position, &payload);
+                    state.deliver(position, &payload, true);
                 }
             }
         });
@@ -435,8 +435,10 @@ impl Hub {
 
 impl Topic {
     /// Encodes the event once for this instance and queues it for every live subscriber
-    /// (held for those still replaying).
-    fn deliver(&mut self, position: Position, payload: &Bytes) {
+    /// (held for those still replaying). A `backfilled` event is queued whatever the buffer's
+    /// bounds — a backfill is bounded by the history length — where a live one finding a full
+    /// buffer gives its subscriber up.
+    fn deliver(&mut self, position: Position, payload: &Bytes, backfilled: bool) {
         self.last = Some(position);
         let frame = frame(position, payload);
         self.subscribers.retain_mut(|subscriber| {
@@ -447,7 +449,12 @@ impl Topic {
                 held.push((position, payload.clone()));
                 return true;
             }
-            match subscriber.emitter.try_send_frame(frame.clone()) {
+            let sent = if backfilled {
+                subscriber.emitter.force_send_frame(frame.clone())
+            } else {
+                subscriber.emitter.try_send_frame(frame.clone())
+            };
+            match sent {
                 Ok(()) => true,
                 Err(EmitterError::Full) => {
                     // It reconnects with its last id and catches up from history.
