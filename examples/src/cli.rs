@@ -8,6 +8,7 @@
 //! | `--keep-alive-timeout-ms N` | `KEEP_ALIVE_TIMEOUT_MS` | [`async_mvc::DEFAULT_KEEP_ALIVE_TIMEOUT`] |
 //! | `--send-timeout-ms N` | `SEND_TIMEOUT_MS` | [`async_mvc::DEFAULT_SEND_TIMEOUT`] |
 //! | `--max-connections N` | `MAX_CONNECTIONS` | [`async_mvc::default_max_connections`] |
+//! | `--redis URL` | `REDIS_URL` | none: one process, orders in memory |
 //!
 //! A flag wins over its variable; `--flag=N` works as well as `--flag N`.
 
@@ -21,9 +22,10 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// One line per flag, for `--help` and errors.
 pub const USAGE: &str = "\
 usage: demo [--port N] [--header-read-timeout-ms N] [--keep-alive-timeout-ms N]
-            [--send-timeout-ms N] [--max-connections N]
+            [--send-timeout-ms N] [--max-connections N] [--redis URL]
 Each flag may also be set by its environment variable: PORT, HEADER_READ_TIMEOUT_MS,
-KEEP_ALIVE_TIMEOUT_MS, SEND_TIMEOUT_MS, MAX_CONNECTIONS. Unset: the library's defaults.";
+KEEP_ALIVE_TIMEOUT_MS, SEND_TIMEOUT_MS, MAX_CONNECTIONS, REDIS_URL. Unset: the library's
+defaults, and one process with its orders in memory.";
 
 /// What the demo was asked to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub struct DemoArgs {
     pub port: u16,
     /// The server limits; `None` leaves the library's default.
     pub limits: ServeLimits,
+    /// `--redis URL`: run as one instance of a cluster sharing that Redis.
+    pub redis: Option<String>,
 }
 
 /// Server limits from the command line; `None` keeps [`async_mvc::serve`]'s default.
@@ -67,12 +71,13 @@ impl ServeLimits {
 }
 
 /// The flags, each with its variable.
-const FLAGS: [(&str, &str); 5] = [
+const FLAGS: [(&str, &str); 6] = [
     ("--port", "PORT"),
     ("--header-read-timeout-ms", "HEADER_READ_TIMEOUT_MS"),
     ("--keep-alive-timeout-ms", "KEEP_ALIVE_TIMEOUT_MS"),
     ("--send-timeout-ms", "SEND_TIMEOUT_MS"),
     ("--max-connections", "MAX_CONNECTIONS"),
+    ("--redis", "REDIS_URL"),
 ];
 
 /// Parses `args` (without the program name), falling back on `env` for each unset flag.
@@ -134,8 +139,12 @@ pub fn parse(
         Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         None => None,
     };
+    let redis = value(5)
+        .map(|(url, _)| url.trim().to_owned())
+        .filter(|url| !url.is_empty());
     Ok(DemoArgs {
         port,
+        redis,
         limits: ServeLimits {
             header_read_timeout: ms(1)?,
             keep_alive_timeout: ms(2)?,

@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Serves on `127.0.0.1:8080`; the port comes from `--port N` (or `--port=N`), else the `PORT`
-//! environment variable, else 8080. The server's limits (header read, keep-alive and send
+//! environment variable, else 8080. `--redis URL` (or `REDIS_URL`) makes it one instance of a
+//! cluster: any number of instances on one Redis share one order desk. The server's limits (header read, keep-alive and send
 //! timeouts, the connection limit) take flags and variables too: see
 //! [`async_mvc_examples::cli`]. Logs go to stderr; `RUST_LOG` overrides the default filter.
 //! Ctrl+C answers the waiting long polls with `304`, ends the open event streams and feeds, and
@@ -57,7 +58,25 @@ async fn main() -> ExitCode {
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], port)));
     println!("Order desk listening on http://{address}/  (Ctrl+C to stop)");
 
-    let desk = OrderDesk::new(DemoConfig::default());
+    let desk = match &args.redis {
+        None => OrderDesk::new(DemoConfig::default()),
+        Some(url) => {
+            // One instance of a cluster: orders live in Redis, every instance applies them.
+            let broker = match async_mvc_redis::RedisBroker::builder(url.as_str())
+                .namespace("order-desk")
+                .connect()
+                .await
+            {
+                Ok(broker) => broker,
+                Err(error) => {
+                    eprintln!("cannot connect to redis at {url}: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing::info!(%url, "order desk on a cluster");
+            OrderDesk::clustered(DemoConfig::default(), broker.into())
+        }
+    };
     // Ctrl+C or SIGTERM: the async manager answers every long poll (304, its timeout result),
     // ends every stream, refuses new async requests (a reconnecting EventSource gets 204), and
     // gives running invoice tasks its grace period; then the server stops.

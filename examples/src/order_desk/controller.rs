@@ -23,6 +23,7 @@ use super::{
     config::{DEFAULT_INVOICE_HASH_ROUNDS, DEFAULT_INVOICE_TIMEOUT},
     receipt::{self, Receipt},
     ApiError, Fulfilment, Invoice, InvoiceTask, NewOrder, Order, OrderEvent, OrderPoll, OrderStore,
+    Replica,
 };
 
 /// The long poll's timeout when the client names none: 30 s.
@@ -81,6 +82,9 @@ impl NextQuery {
 #[derive(Debug, Clone)]
 pub struct OrdersController {
     store: OrderStore,
+    /// Set on a cluster: writes go through the broker, and the store is this instance's
+    /// replica of it.
+    replica: Option<Replica>,
     fulfilment: Fulfilment,
     invoice_timeout: Duration,
     invoice_hash_rounds: u32,
@@ -92,9 +96,26 @@ impl OrdersController {
     pub fn new(store: OrderStore, fulfilment: Fulfilment) -> Self {
         OrdersController {
             store,
+            replica: None,
             fulfilment,
             invoice_timeout: DEFAULT_INVOICE_TIMEOUT,
             invoice_hash_rounds: DEFAULT_INVOICE_HASH_ROUNDS,
+        }
+    }
+
+    /// On a cluster: places orders and appends statuses through `replica`, whose store this
+    /// controller's is.
+    #[must_use]
+    pub fn clustered(mut self, replica: Replica) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// Before a lookup: on a cluster, catches up with it if this instance does not know order
+    /// `id` yet.
+    async fn ensure(&self, id: &str) {
+        if let Some(replica) = &self.replica {
+            replica.knows(id).await;
         }
     }
 
@@ -118,8 +139,15 @@ impl OrdersController {
     /// `POST /api/orders`: places an order and hands it to the fulfilment worker. `201` with
     /// the order and its `Location`; `422` for a blank or over-long item.
     #[post("/orders")]
-    pub fn create(&self, Json(new_order): Json<NewOrder>) -> Result<Created<Order>, ApiError> {
-        let order = self.store.create(new_order.validated()?);
+    pub async fn create(
+        &self,
+        Json(new_order): Json<NewOrder>,
+    ) -> Result<Created<Order>, ApiError> {
+        let item = new_order.validated()?;
+        let order = match &self.replica {
+            None => self.store.create(item),
+            Some(replica) => replica.create(item).await.map_err(broker_unavailable)?,
+        };
         tracing::info!(id = %order.id, item = %order.item, "order placed");
         self.fulfilment.submit(&order.id);
         let location = format!("/api/orders/{}", order.id);
@@ -141,7 +169,8 @@ impl OrdersController {
 
     /// `GET /api/orders/{id}`: the order, or `404`.
     #[get("/orders/{id}")]
-    pub fn show(&self, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+    pub async fn show(&self, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+        self.ensure(&id).await;
         self.store.get(&id).map(Json).ok_or(ApiError::NotFound(id))
     }
 
@@ -149,11 +178,12 @@ impl OrdersController {
     /// version is greater than `V`, or `304 Not Modified` after `T` ms; `404` for an unknown
     /// order, `400` when `V` or `T` is not a number.
     #[get("/orders/{id}/next")]
-    pub fn next(
+    pub async fn next(
         &self,
         Path(id): Path<String>,
         Query(query): Query<NextQuery>,
     ) -> Result<OrderPoll, ApiError> {
+        self.ensure(&id).await;
         let after = query.after.unwrap_or(0);
         self.store
             .watch(&id, after, query.timeout())
@@ -164,11 +194,12 @@ impl OrdersController {
     /// version, `event: status`, data the order JSON). Replays the changes after `Last-Event-ID`
     /// — all of them without one — then streams new ones; `404` for an unknown order.
     #[get("/orders/{id}/stream")]
-    pub fn stream(
+    pub async fn stream(
         &self,
         Path(id): Path<String>,
         last_event_id: Option<LastEventId>,
     ) -> Result<SseEmitter, ApiError> {
+        self.ensure(&id).await;
         let last = last_event_id.as_ref().map(LastEventId::as_str);
         self.store
             .subscribe(&id, last)
@@ -179,7 +210,8 @@ impl OrdersController {
     /// a [`StreamingResponseBody`](async_mvc::StreamingResponseBody); `404` for an unknown
     /// order.
     #[get("/orders/{id}/receipt")]
-    pub fn receipt(&self, Path(id): Path<String>) -> Result<Receipt, ApiError> {
+    pub async fn receipt(&self, Path(id): Path<String>) -> Result<Receipt, ApiError> {
+        self.ensure(&id).await;
         let (order, history) = self.store.history(&id).ok_or(ApiError::NotFound(id))?;
         Ok(receipt::download(order, history))
     }
@@ -188,16 +220,20 @@ impl OrdersController {
     /// the order. `200` with the updated order; `404` for an unknown order, `422` for a blank or
     /// over-long status.
     #[post("/orders/{id}/events")]
-    pub fn post_event(
+    pub async fn post_event(
         &self,
         Path(id): Path<String>,
         Json(event): Json<OrderEvent>,
     ) -> Result<Json<Order>, ApiError> {
         let status = event.validated()?;
-        self.store
-            .append(&id, status)
-            .map(Json)
-            .ok_or(ApiError::NotFound(id))
+        let order = match &self.replica {
+            None => self.store.append(&id, status),
+            Some(replica) => replica
+                .append(&id, status)
+                .await
+                .map_err(broker_unavailable)?,
+        };
+        order.map(Json).ok_or(ApiError::NotFound(id))
     }
 
     /// `POST /api/orders/{id}/invoice`: renders the order's invoice and its SHA-256 on the
@@ -206,7 +242,8 @@ impl OrdersController {
     /// `Retry-After` when the executor is busy, `503` when the timeout fires (the rendering
     /// loop is cancelled).
     #[post("/orders/{id}/invoice")]
-    pub fn invoice(&self, Path(id): Path<String>) -> Result<InvoiceTask, ApiError> {
+    pub async fn invoice(&self, Path(id): Path<String>) -> Result<InvoiceTask, ApiError> {
+        self.ensure(&id).await;
         let order = self.store.get(&id).ok_or(ApiError::NotFound(id))?;
         let rounds = self.invoice_hash_rounds;
         let timeout = self.invoice_timeout;
@@ -256,4 +293,9 @@ impl OrdersController {
         });
         Ok(task)
     }
+}
+
+/// The broker refused a write: `503`, as a full executor is.
+fn broker_unavailable(error: async_mvc::cluster::BrokerError) -> ApiError {
+    ApiError::Unavailable(error.to_string())
 }

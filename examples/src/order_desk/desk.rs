@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use async_mvc::{AsyncManager, ConnectionStats, RouterExt};
+use async_mvc::{cluster::MessageBroker, AsyncManager, ConnectionStats, RouterExt};
 use axum::{routing::get, Json, Router};
 
-use super::{page, DemoConfig, Fulfilment, OrderStore, OrdersController};
+use super::{page, DemoConfig, Fulfilment, OrderStore, OrdersController, Replica};
 
 /// The order desk's router together with handles tests and operators may want: the store, the
 /// async manager (for its metrics) and [`drop_streams`](Self::drop_streams).
@@ -24,17 +24,40 @@ impl OrderDesk {
     ///
     /// Outside a tokio runtime (the worker is a tokio task).
     pub fn new(config: DemoConfig) -> Self {
+        Self::assemble(config, None)
+    }
+
+    /// The order desk as one instance of a cluster on `broker`: orders live in the broker's
+    /// history and every instance applies it (see [`Replica`]); any number of instances on one
+    /// broker share one desk. The fulfilment worker of the instance that placed an order
+    /// advances it.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn clustered(config: DemoConfig, broker: Arc<dyn MessageBroker>) -> Self {
+        Self::assemble(config, Some(broker))
+    }
+
+    fn assemble(config: DemoConfig, broker: Option<Arc<dyn MessageBroker>>) -> Self {
         let store = OrderStore::new();
-        let fulfilment = Fulfilment::spawn(store.clone(), &config);
+        let replica = broker.map(|broker| Replica::start(broker, store.clone()));
+        let fulfilment = match &replica {
+            None => Fulfilment::spawn(store.clone(), &config),
+            Some(replica) => Fulfilment::spawn_clustered(replica.clone(), &config),
+        };
         let manager = AsyncManager::new(
             config
                 .async_config
                 .clone()
                 .task_executor(config.task_executor.clone()),
         );
-        let controller = OrdersController::new(store.clone(), fulfilment)
+        let mut controller = OrdersController::new(store.clone(), fulfilment)
             .invoice_timeout(config.invoice_timeout)
             .invoice_hash_rounds(config.invoice_hash_rounds);
+        if let Some(replica) = replica {
+            controller = controller.clustered(replica);
+        }
         let metrics = manager.clone();
         let connections: Arc<OnceLock<ConnectionStats>> = Arc::default();
         let connection_metrics = Arc::clone(&connections);

@@ -84,6 +84,7 @@ mod invoice;
 mod order;
 mod page;
 mod receipt;
+mod replica;
 mod store;
 mod worker;
 
@@ -95,5 +96,6 @@ pub use invoice::{Invoice, InvoiceTask};
 pub use order::{NewOrder, Order, OrderEvent, MAX_ITEM_CHARS, MAX_STATUS_CHARS};
 pub use page::INDEX_HTML;
 pub use receipt::{render_receipt, Receipt};
+pub use replica::Replica;
 pub use store::{Change, OrderPoll, OrderStore, FEED_CAPACITY, STREAM_REPLAY};
 pub use worker::Fulfilment;

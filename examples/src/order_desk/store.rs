@@ -131,10 +131,17 @@ impl OrderStore {
     /// Places an order for `item`: status `placed`, version 1. Its stream and the feed get
     /// this first version.
     pub fn create(&self, item: String) -> Order {
+        let id = self.lock().last_order + 1;
+        self.create_with_id(id, item)
+    }
+
+    /// Places order `id` for `item`, as [`create`](Self::create) does: for a replica, whose
+    /// ids come from the cluster. An id already present is replaced by a fresh order.
+    pub fn create_with_id(&self, id: u64, item: String) -> Order {
         let mut inner = self.lock();
-        inner.last_order += 1;
+        inner.last_order = inner.last_order.max(id);
         let order = Order {
-            id: inner.last_order.to_string(),
+            id: id.to_string(),
             item,
             status: "placed".to_owned(),
             version: 1,
