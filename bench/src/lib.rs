@@ -12,5 +12,6 @@
 
 pub mod apps;
 pub mod clock;
+pub mod cluster_app;
 pub mod limits;
 pub mod server;

@@ -6,8 +6,12 @@
 //! until its standard input closes (the orchestrator holds it open) or it is killed. `--serve`
 //! picks the serve path: `axum::serve(listener, router.into_make_service())` (the default, with
 //! `TCP_NODELAY` on accepted sockets) or `async_mvc::serve` with its default limits.
+//! `--cluster memory|redis://…` serves W6's app ([`crate::cluster_app`]) on that broker
+//! instead.
 
-use std::{io::Write, net::SocketAddr, time::Duration};
+use std::{io::Write, net::SocketAddr, sync::Arc, time::Duration};
+
+use async_mvc::cluster::InMemoryBroker;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpSocket;
@@ -32,6 +36,7 @@ pub fn main() {
     let mut port = 0u16;
     let mut serve_path = ServePath::Axum;
     let mut send_timeout = None;
+    let mut cluster = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,6 +48,7 @@ pub fn main() {
                     _ => ServePath::Axum,
                 }
             }
+            "--cluster" => cluster = args.next(),
             "--send-timeout-ms" => {
                 send_timeout = args
                     .next()
@@ -78,7 +84,22 @@ pub fn main() {
         println!("PORT {port}");
         std::io::stdout().flush().expect("stdout");
 
-        let (router, _control) = apps::app(imp);
+        // `--cluster memory|redis://…`: W6's app on that broker.
+        let router = match cluster.as_deref() {
+            None => apps::app(imp).0,
+            Some("memory") => crate::cluster_app::router(Arc::new(InMemoryBroker::new())),
+            Some(url) => {
+                let broker = async_mvc_redis::RedisBroker::builder(url)
+                    .namespace("bench")
+                    .connect()
+                    .await
+                    .expect("connect to redis");
+                while !broker.metrics().subscribed {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                crate::cluster_app::router(broker.into())
+            }
+        };
         // Stop when the orchestrator closes our stdin (or dies).
         let stdin_closed = async {
             let _ = tokio::task::spawn_blocking(|| {

@@ -431,3 +431,99 @@ pub(crate) async fn fresh_connection_requests(
     }
     (latency, errors)
 }
+
+/// What one SSE reader saw: latencies (µs, receive − the ns in each event's data), how many
+/// events, and when (ns) the last arrived.
+pub(crate) struct ReaderStats {
+    latency: Histogram<u64>,
+    events: u64,
+    last_ns: u64,
+}
+
+/// Opens `n` SSE subscriptions to `path`, spread over `ports`, each read by a task until it has
+/// `events` events (or is aborted); returns the tasks, and how many could not connect.
+pub(crate) async fn sse_readers(
+    n: usize,
+    ports: &[u16],
+    path: &str,
+    events: usize,
+) -> (Vec<tokio::task::JoinHandle<ReaderStats>>, usize) {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut readers = Vec::with_capacity(n);
+    let mut refused = 0;
+    for i in 0..n {
+        let port = ports[i % ports.len()];
+        let stream = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut stream = connect(i, port).await?;
+            stream.write_all(head.as_bytes()).await?;
+            Ok::<_, io::Error>(stream)
+        })
+        .await;
+        let Ok(Ok(mut stream)) = stream else {
+            refused += 1;
+            continue;
+        };
+        readers.push(tokio::spawn(async move {
+            let mut stats = ReaderStats {
+                latency: histogram(),
+                events: 0,
+                last_ns: 0,
+            };
+            let mut buffer = Vec::with_capacity(4096);
+            let mut chunk = [0u8; 4096];
+            while stats.events < events as u64 {
+                let Ok(read) = stream.read(&mut chunk).await else {
+                    break;
+                };
+                if read == 0 {
+                    break;
+                }
+                buffer.extend_from_slice(&chunk[..read]);
+                let now = clock::now_ns();
+                let mut consumed = 0;
+                while let Some(at) = find(&buffer[consumed..], b"\n") {
+                    let line = &buffer[consumed..consumed + at];
+                    if let Some(data) = line.strip_prefix(b"data:") {
+                        if let Some(sent) = std::str::from_utf8(data)
+                            .ok()
+                            .and_then(|d| d.trim().parse::<u64>().ok())
+                        {
+                            let _ = stats
+                                .latency
+                                .record((now.saturating_sub(sent) / 1000).max(1));
+                            stats.events += 1;
+                            stats.last_ns = now;
+                        }
+                    }
+                    consumed += at + 1;
+                }
+                buffer.drain(..consumed);
+            }
+            stats
+        }));
+    }
+    (readers, refused)
+}
+
+/// Waits (at most `limit`) for the readers: every latency, every event counted, the last
+/// arrival (ns).
+pub(crate) async fn join_sse_readers(
+    readers: Vec<tokio::task::JoinHandle<ReaderStats>>,
+    limit: Duration,
+) -> (Histogram<u64>, u64, u64) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut latency = histogram();
+    let (mut delivered, mut last_ns) = (0, 0);
+    for reader in readers {
+        let abort = reader.abort_handle();
+        match tokio::time::timeout_at(deadline, reader).await {
+            Ok(Ok(stats)) => {
+                let _ = latency.add(&stats.latency);
+                delivered += stats.events;
+                last_ns = last_ns.max(stats.last_ns);
+            }
+            _ => abort.abort(),
+        }
+    }
+    (latency, delivered, last_ns)
+}

@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_mvc_bench::{apps::Impl, apps::W3_TIMEOUT, limits};
+use async_mvc_bench::{apps::Impl, apps::W3_TIMEOUT, clock, limits};
 
 /// The figures of one run of one workload for one implementation.
 type Figures = BTreeMap<&'static str, f64>;
@@ -59,6 +59,10 @@ struct Sizes {
     w8_seconds: u64,
     /// How long after the 3 s "after" figure W8 waits for its "settled" one.
     w8_settle: Duration,
+    w6_pending: usize,
+    w6_subscribers: usize,
+    w6_events: usize,
+    w6_every_ms: u64,
 }
 
 impl Sizes {
@@ -80,6 +84,10 @@ impl Sizes {
                 w8_rate: 1_000,
                 w8_seconds: 2,
                 w8_settle: Duration::from_secs(1),
+                w6_pending: 200,
+                w6_subscribers: 30,
+                w6_events: 20,
+                w6_every_ms: 10,
             }
         } else {
             let subscribers = options.subscribers.max(1);
@@ -100,6 +108,10 @@ impl Sizes {
                 w8_rate: 8_000,
                 w8_seconds: 60,
                 w8_settle: Duration::from_secs(12),
+                w6_pending: 15_000,
+                w6_subscribers: 3_000,
+                w6_events: 200,
+                w6_every_ms: 50,
             }
         }
     }
@@ -113,8 +125,9 @@ const W2_COMPLETIONS_PER_MS: usize = 10;
 /// and measure the timer, not a CPU saturated by thousands of simultaneous writes.
 const W3_OPENS_PER_SECOND: u64 = 5_000;
 
-const WORKLOADS: [&str; 13] = [
-    "W1", "W2", "W2b", "W3", "W3b", "W4", "W5", "W1s", "W2s", "W7", "W8", "W8m", "W8j",
+const WORKLOADS: [&str; 15] = [
+    "W1", "W2", "W2b", "W3", "W3b", "W4", "W5", "W1s", "W2s", "W7", "W8", "W8m", "W8j", "W6a",
+    "W6b",
 ];
 
 fn parse_options() -> Options {
@@ -142,7 +155,7 @@ fn parse_options() -> Options {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m,W8j]"
+                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m,W8j,W6a,W6b]"
                 );
                 std::process::exit(0);
             }
@@ -189,7 +202,7 @@ fn main() {
             options
                 .only
                 .as_ref()
-                .map_or(true, |only| only.iter().any(|o| o.eq_ignore_ascii_case(w)))
+                .is_none_or(|only| only.iter().any(|o| o.eq_ignore_ascii_case(w)))
         })
         .collect();
     // results[workload][impl] = one `Figures` per run.
@@ -230,6 +243,8 @@ fn main() {
                     ]),
                     "W7" => runtime.block_on(w7(&launch, &sizes)),
                     "W8" | "W8m" | "W8j" => runtime.block_on(w8(&launch, &sizes)),
+                    "W6a" => runtime.block_on(w6a(&binaries, imp, &sizes)),
+                    "W6b" => runtime.block_on(w6b(&binaries, imp, &sizes)),
                     _ => runtime.block_on(w5(&launch, &sizes)),
                 };
                 match outcome {
@@ -739,6 +754,191 @@ async fn w8(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
     ]))
 }
 
+/// A `redis-server` for W6, on a free loopback port, persistence off; killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Result<Redis, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| format!("a free port: {e}"))?
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--maxclients", "10000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server (apt-get install redis-server): {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("redis-server did not start".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Redis { child, port })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// W6's servers: the baseline is one process on an in-memory broker; async-mvc is three
+/// processes on one Redis. The Redis (if any) is returned to be kept alive.
+fn w6_servers(binaries: &Binaries, slot: Impl) -> Result<(Option<Redis>, Vec<Server>), String> {
+    let launch = |cluster: String| Launch {
+        binary: binaries.server.clone(),
+        args: vec![
+            "--impl",
+            "async-mvc",
+            "--cluster",
+            Box::leak(cluster.into_boxed_str()),
+        ],
+    };
+    if slot == Impl::Baseline {
+        return Ok((None, vec![Server::start(&launch("memory".to_owned()))?]));
+    }
+    let redis = Redis::start()?;
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let servers = (0..3)
+        .map(|_| Server::start(&launch(url.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((Some(redis), servers))
+}
+
+/// The sum of `GET path` (a number) over `servers`.
+async fn sum_of(servers: &[&Server], path: &str) -> usize {
+    let mut sum = 0;
+    for server in servers {
+        if let Ok(response) = load::raw_request(0, server.port, "GET", path, None).await {
+            sum += String::from_utf8_lossy(&response.body)
+                .parse()
+                .unwrap_or(0usize);
+        }
+    }
+    sum
+}
+
+/// W6a: `sizes.w6_pending` long polls on a `DeferredResultRegistry`, completed at 10,000/s by
+/// a task on another instance (on the baseline's one instance, by its own task): completion
+/// latency and RSS per pending key.
+async fn w6a(binaries: &Binaries, slot: Impl, sizes: &Sizes) -> Result<Figures, String> {
+    let n = sizes.w6_pending;
+    let (_redis, servers) = w6_servers(binaries, slot)?;
+    // The last server completes; the others hold (the baseline's one does both).
+    let (completer, holders): (&Server, Vec<&Server>) = match servers.as_slice() {
+        [one] => (one, vec![one]),
+        [first, rest @ ..] => (first, rest.iter().collect()),
+        [] => return Err("no server".to_owned()),
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh: f64 = holders.iter().map(|server| server.rss()).sum();
+    let share = holders.len();
+    let mut tasks = Vec::new();
+    for (h, holder) in holders.iter().enumerate() {
+        let count = n / share + usize::from(h < n % share);
+        tasks.extend(load::open_many(
+            count,
+            holder.port,
+            move |i| format!("/w6/wait/{}", i * share + h),
+            None,
+        ));
+    }
+    let deadline = Instant::now() + load::RESPONSE_DEADLINE;
+    let mut held = 0;
+    while held < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held = sum_of(&holders, "/w6/count").await;
+    }
+    if held < n {
+        return Err(format!("only {held} of {n} long polls arrived"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_held: f64 = holders.iter().map(|server| server.rss()).sum();
+    let complete = format!("/w6/complete?n={n}&per_ms={W2_COMPLETIONS_PER_MS}");
+    load::raw_request(1, completer.port, "POST", &complete, None)
+        .await
+        .map_err(|e| format!("POST /w6/complete: {e}"))?;
+    let mut latency = load::histogram();
+    let mut errors = 0u64;
+    for result in load::join_all(tasks).await {
+        match result {
+            Ok(response) if response.status == 200 => {
+                let set_ns: u64 = String::from_utf8_lossy(&response.body)
+                    .parse()
+                    .unwrap_or(u64::MAX);
+                match response.received_ns.checked_sub(set_ns) {
+                    Some(ns) => {
+                        let _ = latency.record((ns / 1000).max(1));
+                    }
+                    None => errors += 1,
+                }
+            }
+            _ => errors += 1,
+        }
+    }
+    Ok(Figures::from([
+        ("rss_per_pending_b", (rss_held - fresh) / n as f64),
+        ("p50_us", latency.value_at_quantile(0.5) as f64),
+        ("p99_us", latency.value_at_quantile(0.99) as f64),
+        ("max_us", latency.max() as f64),
+        ("errors", errors as f64),
+    ]))
+}
+
+/// W6b: `sizes.w6_subscribers` SSE subscribers spread over the instances, one publisher on
+/// the first sending `sizes.w6_events` events: deliveries per second and publish-to-receive
+/// latency.
+async fn w6b(binaries: &Binaries, slot: Impl, sizes: &Sizes) -> Result<Figures, String> {
+    let (n, events) = (sizes.w6_subscribers, sizes.w6_events);
+    let (_redis, servers) = w6_servers(binaries, slot)?;
+    let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
+    let (readers, refused) = load::sse_readers(n, &ports, "/w6/events", events).await;
+    if refused > 0 {
+        return Err(format!("{refused} of {n} subscribers could not connect"));
+    }
+    let all: Vec<&Server> = servers.iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sum_of(&all, "/w6/subscribers").await < n {
+        if Instant::now() > deadline {
+            return Err("the subscribers did not all subscribe".to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let publish = format!("/w6/publish?n={events}&every_ms={}", sizes.w6_every_ms);
+    let started = Instant::now();
+    load::raw_request(1, ports[0], "POST", &publish, None)
+        .await
+        .map_err(|e| format!("POST /w6/publish: {e}"))?;
+    let limit = Duration::from_millis(sizes.w6_every_ms * events as u64) + Duration::from_secs(20);
+    let (latency, delivered, last_ns) = load::join_sse_readers(readers, limit).await;
+    let expected = (n * events) as u64;
+    let first_ns = clock::now_ns().saturating_sub(started.elapsed().as_nanos() as u64);
+    let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-3);
+    Ok(Figures::from([
+        ("deliveries_per_s", delivered as f64 / seconds),
+        ("p50_us", latency.value_at_quantile(0.5) as f64),
+        ("p99_us", latency.value_at_quantile(0.99) as f64),
+        ("max_us", latency.max() as f64),
+        ("errors", expected.saturating_sub(delivered) as f64),
+    ]))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The table
 // ---------------------------------------------------------------------------------------------
@@ -1013,6 +1213,57 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
             "jemalloc: RSS peak B / reader",
             Target::None,
             "",
+        ),
+        row(
+            "W6a",
+            "p50_us",
+            "cluster completion p50 µs",
+            Target::None,
+            "",
+        ),
+        row(
+            "W6a",
+            "p99_us",
+            "cluster completion p99 µs",
+            Target::AtMost(5_000.0),
+            "≤ 5,000",
+        ),
+        row(
+            "W6a",
+            "max_us",
+            "cluster completion max µs",
+            Target::None,
+            "",
+        ),
+        row(
+            "W6a",
+            "rss_per_pending_b",
+            "RSS B / pending key",
+            Target::DiffAtMost(256.0),
+            "≤ base + 256 B",
+        ),
+        row("W6a", "errors", "errors", Target::AtMost(0.0), "0"),
+        row(
+            "W6b",
+            "deliveries_per_s",
+            "SSE deliveries/s",
+            Target::AtLeastAndRatio(20_000.0, 0.0),
+            "≥ 20,000",
+        ),
+        row("W6b", "p50_us", "publish→receive p50 µs", Target::None, ""),
+        row(
+            "W6b",
+            "p99_us",
+            "publish→receive p99 µs",
+            Target::AtMost(10_000.0),
+            "≤ 10,000",
+        ),
+        row(
+            "W6b",
+            "errors",
+            "missing deliveries",
+            Target::AtMost(0.0),
+            "0",
         ),
     ]
 }
