@@ -277,6 +277,7 @@ async fn a_trimmed_or_foreign_id_replays_the_window_and_says_reset() {
             ("t3".to_owned(), "garbage".to_owned())
         ]
     );
+    assert_eq!(hub.metrics().replay_resets, 3);
     // A current id resumes: nothing to replay, live from there.
     let response = http
         .get(server.url("/events/t3"))
@@ -388,4 +389,9 @@ async fn events_lost_on_the_way_are_read_from_history_in_order() {
     let events = read_events(response, 30).await;
     let offsets: Vec<u64> = events.iter().map(|(id, _)| offset(id)).collect();
     assert_eq!(offsets, (1..=30).collect::<Vec<_>>());
+    assert!(
+        receiver.metrics().gaps_backfilled >= 1,
+        "{:?}",
+        receiver.metrics()
+    );
 }

@@ -25,7 +25,7 @@ pub use broker::{BoxFuture, BrokerError, BrokerEvent, History, Message, MessageB
 pub use memory::InMemoryBroker;
 pub use registry::{DeferredResultRegistry, DEFAULT_MAX_WAITERS_PER_KEY};
 pub use sse::{
-    ClusterSubscription, ClusteredSseBroadcaster, ReplayStatus, DEFAULT_HISTORY,
+    ClusterSseMetrics, ClusterSubscription, ClusteredSseBroadcaster, ReplayStatus, DEFAULT_HISTORY,
     LAST_EVENT_ID_STATUS,
 };
 

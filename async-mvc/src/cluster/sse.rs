@@ -4,7 +4,10 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+    },
     time::Duration,
 };
 
@@ -75,7 +78,22 @@ struct Hub {
     subscriber: SseEmitterBuilder,
     on_reset: Option<ResetCallback>,
     topics: Mutex<HashMap<String, Topic>>,
+    gaps_backfilled: AtomicU64,
+    replay_resets: AtomicU64,
     _listener: Listener,
+}
+
+/// A snapshot of a [`ClusteredSseBroadcaster`]'s counters on this instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterSseMetrics {
+    /// Topics with subscribers here.
+    pub topics: u64,
+    /// Times events missing on the way (an offset jump, a broker reconnect) were read from
+    /// history.
+    pub gaps_backfilled: u64,
+    /// Subscribers whose `Last-Event-ID` could not be resumed from (`reset`).
+    pub replay_resets: u64,
 }
 
 struct Listener(Option<tokio::task::JoinHandle<()>>);
@@ -161,6 +179,8 @@ impl ClusteredSseBroadcaster {
                 subscriber,
                 on_reset,
                 topics: Mutex::new(HashMap::new()),
+                gaps_backfilled: AtomicU64::new(0),
+                replay_resets: AtomicU64::new(0),
                 _listener: Listener(Some(listener)),
             }
         });
@@ -256,6 +276,7 @@ impl ClusteredSseBroadcaster {
             Some(id) => self.replay(topic, id).await,
         };
         if status == ReplayStatus::Reset {
+            self.hub.replay_resets.fetch_add(1, Ordering::Relaxed);
             if let (Some(callback), Some(id)) = (&self.hub.on_reset, last_event_id) {
                 crate::guard::contain("on_replay_reset", || callback(topic, id));
             }
@@ -301,6 +322,15 @@ impl ClusteredSseBroadcaster {
             .map(|(offset, payload)| (Position { epoch, offset }, payload))
             .collect();
         (status, events)
+    }
+
+    /// This instance's counters.
+    pub fn metrics(&self) -> ClusterSseMetrics {
+        ClusterSseMetrics {
+            topics: self.hub.lock().len() as u64,
+            gaps_backfilled: self.hub.gaps_backfilled.load(Ordering::Relaxed),
+            replay_resets: self.hub.replay_resets.load(Ordering::Relaxed),
+        }
     }
 
     /// How many subscribers `topic` has on this instance.
@@ -363,6 +393,7 @@ impl Hub {
             state.backfilling.get_or_insert_with(Vec::new);
             state.last.map_or(0, |last| last.offset)
         };
+        hub.gaps_backfilled.fetch_add(1, Ordering::Relaxed);
         let hub = Arc::clone(hub);
         let topic = topic.to_owned();
         tokio::spawn(async move {
