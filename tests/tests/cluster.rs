@@ -395,3 +395,101 @@ async fn events_lost_on_the_way_are_read_from_history_in_order() {
         receiver.metrics()
     );
 }
+
+/// A broker whose subscriptions lose everything: only the position check delivers.
+#[derive(Debug, Clone)]
+struct Deaf(InMemoryBroker);
+
+impl MessageBroker for Deaf {
+    fn publish(
+        &self,
+        channel: &str,
+        topic: &str,
+        payload: bytes::Bytes,
+    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
+        self.0.publish(channel, topic, payload)
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+    ) -> futures::stream::BoxStream<'static, async_mvc::cluster::BrokerEvent> {
+        self.0
+            .subscribe(channel)
+            .filter(|_| std::future::ready(false))
+            .boxed()
+    }
+
+    fn append(
+        &self,
+        channel: &str,
+        topic: &str,
+        payload: bytes::Bytes,
+        max_len: usize,
+    ) -> async_mvc::cluster::BoxFuture<
+        '_,
+        Result<async_mvc::cluster::Position, async_mvc::cluster::BrokerError>,
+    > {
+        self.0.append(channel, topic, payload, max_len)
+    }
+
+    fn range(
+        &self,
+        topic: &str,
+        after: u64,
+        limit: usize,
+    ) -> async_mvc::cluster::BoxFuture<
+        '_,
+        Result<async_mvc::cluster::History, async_mvc::cluster::BrokerError>,
+    > {
+        self.0.range(topic, after, limit)
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        ttl: Duration,
+    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
+        self.0.put(key, value, ttl)
+    }
+
+    fn get(
+        &self,
+        key: &str,
+    ) -> async_mvc::cluster::BoxFuture<
+        '_,
+        Result<Option<bytes::Bytes>, async_mvc::cluster::BrokerError>,
+    > {
+        self.0.get(key)
+    }
+}
+
+#[tokio::test]
+async fn the_last_event_before_a_quiet_spell_is_found_by_the_position_check() {
+    let shared = InMemoryBroker::new();
+    let sender = ClusteredSseBroadcaster::new(shared.clone(), "notes");
+    let deaf: Arc<dyn MessageBroker> = Arc::new(Deaf(shared));
+    let receiver = ClusteredSseBroadcaster::new(deaf, "notes");
+    let app = Router::new()
+        .route("/events", {
+            let receiver = receiver.clone();
+            get(move || {
+                let receiver = receiver.clone();
+                async move { receiver.subscribe("t5", None).await }
+            })
+        })
+        .async_support(AsyncManager::new(AsyncConfig::new()));
+    let server = TestServer::start(app).await;
+    let response = client().get(server.url("/events")).send().await.unwrap();
+    eventually("subscribed", || receiver.subscribers("t5") == 1).await;
+    for n in 1..=3 {
+        let event = SseEvent::builder().data(format!("n{n}")).build().unwrap();
+        sender.send("t5", &event).await.unwrap();
+    }
+    // Nothing arrives live; within a position check (2 s) the history is read.
+    let events = read_events(response, 3).await;
+    let offsets: Vec<u64> = events.iter().map(|(id, _)| offset(id)).collect();
+    assert_eq!(offsets, [1, 2, 3]);
+    assert!(receiver.metrics().gaps_backfilled >= 1);
+}

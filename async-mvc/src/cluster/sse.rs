@@ -26,6 +26,14 @@ use crate::{
 /// [`history`](ClusteredSseBroadcaster::history) says otherwise: 1,000.
 pub const DEFAULT_HISTORY: usize = 1_000;
 
+/// How long a topic with subscribers may go without news from the broker before its history
+/// is looked at for an event missed on the way (at most [`POSITION_CHECK_TOPICS`] topics per
+/// look): 2 s.
+const POSITION_CHECK: Duration = Duration::from_secs(2);
+
+/// The most quiet topics one position check reads the history of.
+const POSITION_CHECK_TOPICS: usize = 64;
+
 /// The response header that tells a reconnecting client whether replay after its
 /// `Last-Event-ID` was complete: `recovered`, or `reset` (its id was unknown, trimmed or of an
 /// earlier history: the retained window was replayed instead — Mercure's `earliest`).
@@ -114,6 +122,8 @@ struct Topic {
     subscribers: Vec<Subscriber>,
     /// Set while missing events are read from history: live ones wait here.
     backfilling: Option<Vec<(Position, Bytes)>>,
+    /// When the topic last heard from the broker (an event, or a look at its history).
+    heard: Option<std::time::Instant>,
 }
 
 struct Subscriber {
@@ -152,7 +162,23 @@ impl ClusteredSseBroadcaster {
             let mut subscription = broker.subscribe(&channel);
             let weak = weak.clone();
             let listener = tokio::spawn(async move {
-                while let Some(event) = subscription.next().await {
+                // An event lost on the way is noticed at the next one (its offset jumps); the
+                // last one before a quiet spell, by a look at the history of quiet topics.
+                let mut check = tokio::time::interval(POSITION_CHECK);
+                loop {
+                    let event = tokio::select! {
+                        event = subscription.next() => event,
+                        _ = check.tick() => {
+                            let Some(hub) = weak.upgrade() else {
+                                return;
+                            };
+                            Hub::check_quiet_topics(&hub);
+                            continue;
+                        }
+                    };
+                    let Some(event) = event else {
+                        return;
+                    };
                     let Some(hub) = weak.upgrade() else {
                         return;
                     };
@@ -358,6 +384,7 @@ impl Hub {
             // Nobody here listens to it.
             return;
         };
+        state.heard = Some(std::time::Instant::now());
         if let Some(held) = &mut state.backfilling {
             held.push((position, payload));
             return;
@@ -382,6 +409,27 @@ impl Hub {
         }
     }
 
+    /// Looks at the history of topics that heard nothing for [`POSITION_CHECK`].
+    fn check_quiet_topics(hub: &Arc<Hub>) {
+        let quiet: Vec<String> = {
+            let topics = hub.lock();
+            topics
+                .iter()
+                .filter(|(_, state)| {
+                    state.backfilling.is_none()
+                        && state
+                            .heard
+                            .map_or(true, |heard| heard.elapsed() >= POSITION_CHECK)
+                })
+                .map(|(topic, _)| topic.clone())
+                .take(POSITION_CHECK_TOPICS)
+                .collect()
+        };
+        for topic in quiet {
+            Hub::start_backfill(hub, &topic);
+        }
+    }
+
     /// Reads what this instance missed of `topic` since its last delivered event, then
     /// delivers it and what was held meanwhile, in order.
     fn start_backfill(hub: &Arc<Hub>, topic: &str) {
@@ -391,9 +439,9 @@ impl Hub {
                 return;
             };
             state.backfilling.get_or_insert_with(Vec::new);
+            state.heard = Some(std::time::Instant::now());
             state.last.map_or(0, |last| last.offset)
         };
-        hub.gaps_backfilled.fetch_add(1, Ordering::Relaxed);
         let hub = Arc::clone(hub);
         let topic = topic.to_owned();
         tokio::spawn(async move {
@@ -402,6 +450,7 @@ impl Hub {
             let Some(state) = topics.get_mut(&topic) else {
                 return;
             };
+            let from_history = missed.as_ref().map_or(0, |history| history.entries.len());
             let mut events: Vec<(Position, Bytes)> = match missed {
                 Ok(history) => history
                     .entries
@@ -421,7 +470,9 @@ impl Hub {
                     Vec::new()
                 }
             };
-            events.extend(state.backfilling.take().unwrap_or_default());
+            let held = state.backfilling.take().unwrap_or_default();
+            let known = state.last;
+            events.extend(held);
             events.sort_by_key(|(position, _)| (position.epoch, position.offset));
             for (position, payload) in events {
                 let fresh = state.last.map_or(true, |last| {
@@ -430,6 +481,10 @@ impl Hub {
                 if fresh {
                     state.deliver(position, &payload, true);
                 }
+            }
+            // Counted when history had events this instance had not delivered.
+            if from_history > 0 && state.last != known {
+                hub.gaps_backfilled.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
