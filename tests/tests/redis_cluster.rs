@@ -239,3 +239,45 @@ async fn redis_paused_fills_the_outbox_then_refuses_then_recovers() {
     assert_eq!(broker.metrics().outbox_len, 0);
     hub.send("p", &event).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_trimmed_id_on_redis_replays_the_retained_window_and_says_reset() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let redis_broker = broker(&redis, "trim").await;
+    let shared: Arc<dyn MessageBroker> = Arc::new(redis_broker.clone());
+    // `MAXLEN ~ 3`: Redis trims whole stream nodes (100 entries each), so after 250 events the
+    // first ones are gone and some more than 3 remain.
+    let mut instance = Instance::new(&shared, false, 3);
+    instance.hub = ClusteredSseBroadcaster::new(Arc::clone(&shared), "notes").history(3);
+    let server = TestServer::start(instance.router()).await;
+    let mut ids = Vec::new();
+    for n in 1..=250u32 {
+        let event = SseEvent::builder().data(format!("n{n}")).build().unwrap();
+        ids.push(instance.hub.send("trim", &event).await.unwrap());
+    }
+    let response = client()
+        .get(server.url("/events/trim"))
+        .header("last-event-id", &ids[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[LAST_EVENT_ID_STATUS], "reset");
+    // The replay is the newest `history` (3) events, then live.
+    let window = read_events(response, 3).await;
+    let offsets: Vec<u64> = window.iter().map(|(id, _)| offset(id)).collect();
+    assert_eq!(offsets, [248, 249, 250]);
+    // An id Redis still holds resumes — with every event after it, even more than `history`:
+    // the last node (201..=250) is retained whole.
+    let resumed = client()
+        .get(server.url("/events/trim"))
+        .header("last-event-id", &ids[209])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.headers()[LAST_EVENT_ID_STATUS], "recovered");
+    let rest = read_events(resumed, 40).await;
+    let offsets: Vec<u64> = rest.iter().map(|(id, _)| offset(id)).collect();
+    assert_eq!(offsets, (211..=250).collect::<Vec<_>>());
+}

@@ -31,6 +31,9 @@ pub const DEFAULT_HISTORY: usize = 1_000;
 /// look): 2 s.
 const POSITION_CHECK: Duration = Duration::from_secs(2);
 
+/// How many events one history read of a replay takes.
+const REPLAY_PAGE: usize = 1_000;
+
 /// The most quiet topics one position check reads the history of.
 const POSITION_CHECK_TOPICS: usize = 64;
 
@@ -322,28 +325,45 @@ impl ClusteredSseBroadcaster {
     ) -> (ReplayStatus, Vec<(Position, Bytes)>) {
         let resume = parse_event_id(last_event_id);
         let after = resume.map_or(0, |position| position.offset);
-        let Ok(mut history) = self.hub.broker.range(topic, after, self.hub.history).await else {
+        let Ok(head) = self.hub.broker.range(topic, after, REPLAY_PAGE).await else {
             return (ReplayStatus::Reset, Vec::new());
         };
         let resumable = resume.is_some_and(|position| {
-            position.epoch == history.epoch
-                && position.offset + 1 >= history.first
-                && position.offset <= history.last
+            position.epoch == head.epoch
+                && position.offset + 1 >= head.first
+                && position.offset <= head.last
         });
-        let status = if resumable {
-            ReplayStatus::Recovered
+        let (status, from) = if resumable {
+            (ReplayStatus::Recovered, after)
         } else {
-            if after != 0 {
-                match self.hub.broker.range(topic, 0, self.hub.history).await {
-                    Ok(window) => history = window,
-                    Err(_) => return (ReplayStatus::Reset, Vec::new()),
-                }
-            }
-            ReplayStatus::Reset
+            // The newest `history` events the broker still holds (it may hold more: Redis
+            // trims approximately).
+            let from = head
+                .last
+                .saturating_sub(self.hub.history as u64)
+                .max(head.first.saturating_sub(1));
+            (ReplayStatus::Reset, from)
         };
-        let epoch = history.epoch;
-        let events = history
-            .entries
+        // Every retained event after `from` up to the newest at the first read; live events
+        // after it are held for the subscriber meanwhile.
+        let mut entries = if from == after {
+            head.entries
+        } else {
+            Vec::new()
+        };
+        let mut next = entries.last().map_or(from, |(offset, _)| *offset);
+        while next < head.last {
+            let Ok(page) = self.hub.broker.range(topic, next, REPLAY_PAGE).await else {
+                break;
+            };
+            let Some(&(last, _)) = page.entries.last() else {
+                break;
+            };
+            entries.extend(page.entries);
+            next = last;
+        }
+        let epoch = head.epoch;
+        let events = entries
             .into_iter()
             .map(|(offset, payload)| (Position { epoch, offset }, payload))
             .collect();
@@ -445,30 +465,37 @@ impl Hub {
         let hub = Arc::clone(hub);
         let topic = topic.to_owned();
         tokio::spawn(async move {
-            let missed = hub.broker.range(&topic, after, hub.history).await;
+            // Every retained event after `after`, page by page (a long outage may have missed
+            // more than one page), read before the lock is taken.
+            let mut events: Vec<(Position, Bytes)> = Vec::new();
+            let mut next = after;
+            loop {
+                match hub.broker.range(&topic, next, REPLAY_PAGE).await {
+                    Ok(page) => {
+                        let Some(&(last, _)) = page.entries.last() else {
+                            break;
+                        };
+                        let epoch = page.epoch;
+                        events.extend(
+                            page.entries
+                                .into_iter()
+                                .map(|(offset, payload)| (Position { epoch, offset }, payload)),
+                        );
+                        if last >= page.last {
+                            break;
+                        }
+                        next = last;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, topic, "cannot read missed SSE events from history");
+                        break;
+                    }
+                }
+            }
+            let from_history = events.len();
             let mut topics = hub.lock();
             let Some(state) = topics.get_mut(&topic) else {
                 return;
-            };
-            let from_history = missed.as_ref().map_or(0, |history| history.entries.len());
-            let mut events: Vec<(Position, Bytes)> = match missed {
-                Ok(history) => history
-                    .entries
-                    .into_iter()
-                    .map(|(offset, payload)| {
-                        (
-                            Position {
-                                epoch: history.epoch,
-                                offset,
-                            },
-                            payload,
-                        )
-                    })
-                    .collect(),
-                Err(error) => {
-                    tracing::warn!(%error, topic, "cannot read missed SSE events from history");
-                    Vec::new()
-                }
             };
             let held = state.backfilling.take().unwrap_or_default();
             let known = state.last;
