@@ -45,6 +45,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    // The open-file limit sizes the server's connection limit (5% kept for everything else):
+    // raised from the soft to the hard limit first, as servers usually do.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => tracing::debug!(files, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let listener =
         match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
             Ok(listener) => listener,
