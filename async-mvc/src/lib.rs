@@ -47,7 +47,10 @@
 //! - [`StreamingResponseBody`]: write a large body to an `AsyncWrite`, e.g. a download.
 //!   (axum: `Body::from_stream` over a `ReaderStream`.)
 //!
-//! Serve the router with [`serve`] (or `axum::serve(listener, app.into_make_service())`).
+//! Serve the router with [`serve`] — header read, keep-alive and send timeouts, a connection
+//! limit that sheds, HTTP/1.1 and h2c — or `axum::serve(listener, app.into_make_service())`.
+//! On many instances, [`cluster`] keys long polls and SSE topics over a message broker
+//! (in memory, or Redis with `async-mvc-redis`).
 //!
 //! # Example
 //!
