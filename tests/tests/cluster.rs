@@ -288,10 +288,14 @@ async fn a_trimmed_or_foreign_id_replays_the_window_and_says_reset() {
     assert_eq!(response.headers()[LAST_EVENT_ID_STATUS], "recovered");
 }
 
-/// A broker whose subscriptions lose every third message, as pub/sub does while a broker
-/// connection is down: what the instance must recover from history.
+/// A broker whose subscriptions deliver only the messages `keep` accepts (by their number on
+/// the subscription), as pub/sub loses them while a broker connection is down: what an
+/// instance must recover from history.
 #[derive(Debug, Clone)]
-struct Lossy(InMemoryBroker);
+struct Lossy {
+    broker: InMemoryBroker,
+    keep: fn(usize) -> bool,
+}
 
 impl MessageBroker for Lossy {
     fn publish(
@@ -300,7 +304,7 @@ impl MessageBroker for Lossy {
         topic: &str,
         payload: bytes::Bytes,
     ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.0.publish(channel, topic, payload)
+        self.broker.publish(channel, topic, payload)
     }
 
     fn subscribe(
@@ -308,11 +312,12 @@ impl MessageBroker for Lossy {
         channel: &str,
     ) -> futures::stream::BoxStream<'static, async_mvc::cluster::BrokerEvent> {
         let seen = std::sync::atomic::AtomicUsize::new(0);
-        self.0
+        let keep = self.keep;
+        self.broker
             .subscribe(channel)
             .filter(move |_| {
                 let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                std::future::ready(n % 3 != 2)
+                std::future::ready(keep(n))
             })
             .boxed()
     }
@@ -327,7 +332,7 @@ impl MessageBroker for Lossy {
         '_,
         Result<async_mvc::cluster::Position, async_mvc::cluster::BrokerError>,
     > {
-        self.0.append(channel, topic, payload, max_len)
+        self.broker.append(channel, topic, payload, max_len)
     }
 
     fn range(
@@ -339,7 +344,7 @@ impl MessageBroker for Lossy {
         '_,
         Result<async_mvc::cluster::History, async_mvc::cluster::BrokerError>,
     > {
-        self.0.range(topic, after, limit)
+        self.broker.range(topic, after, limit)
     }
 
     fn put(
@@ -348,7 +353,7 @@ impl MessageBroker for Lossy {
         value: bytes::Bytes,
         ttl: Duration,
     ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.0.put(key, value, ttl)
+        self.broker.put(key, value, ttl)
     }
 
     fn get(
@@ -358,7 +363,7 @@ impl MessageBroker for Lossy {
         '_,
         Result<Option<bytes::Bytes>, async_mvc::cluster::BrokerError>,
     > {
-        self.0.get(key)
+        self.broker.get(key)
     }
 }
 
@@ -367,7 +372,10 @@ async fn events_lost_on_the_way_are_read_from_history_in_order() {
     let shared = InMemoryBroker::new();
     let sender = ClusteredSseBroadcaster::new(shared.clone(), "notes");
     // The receiving instance's subscription loses every third message.
-    let lossy: Arc<dyn MessageBroker> = Arc::new(Lossy(shared));
+    let lossy: Arc<dyn MessageBroker> = Arc::new(Lossy {
+        broker: shared,
+        keep: |n| n % 3 != 2,
+    });
     let receiver = ClusteredSseBroadcaster::new(lossy, "notes");
     let manager = AsyncManager::new(AsyncConfig::new());
     let app = Router::new()
@@ -396,80 +404,15 @@ async fn events_lost_on_the_way_are_read_from_history_in_order() {
     );
 }
 
-/// A broker whose subscriptions lose everything: only the position check delivers.
-#[derive(Debug, Clone)]
-struct Deaf(InMemoryBroker);
-
-impl MessageBroker for Deaf {
-    fn publish(
-        &self,
-        channel: &str,
-        topic: &str,
-        payload: bytes::Bytes,
-    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.0.publish(channel, topic, payload)
-    }
-
-    fn subscribe(
-        &self,
-        channel: &str,
-    ) -> futures::stream::BoxStream<'static, async_mvc::cluster::BrokerEvent> {
-        self.0
-            .subscribe(channel)
-            .filter(|_| std::future::ready(false))
-            .boxed()
-    }
-
-    fn append(
-        &self,
-        channel: &str,
-        topic: &str,
-        payload: bytes::Bytes,
-        max_len: usize,
-    ) -> async_mvc::cluster::BoxFuture<
-        '_,
-        Result<async_mvc::cluster::Position, async_mvc::cluster::BrokerError>,
-    > {
-        self.0.append(channel, topic, payload, max_len)
-    }
-
-    fn range(
-        &self,
-        topic: &str,
-        after: u64,
-        limit: usize,
-    ) -> async_mvc::cluster::BoxFuture<
-        '_,
-        Result<async_mvc::cluster::History, async_mvc::cluster::BrokerError>,
-    > {
-        self.0.range(topic, after, limit)
-    }
-
-    fn put(
-        &self,
-        key: &str,
-        value: bytes::Bytes,
-        ttl: Duration,
-    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.0.put(key, value, ttl)
-    }
-
-    fn get(
-        &self,
-        key: &str,
-    ) -> async_mvc::cluster::BoxFuture<
-        '_,
-        Result<Option<bytes::Bytes>, async_mvc::cluster::BrokerError>,
-    > {
-        self.0.get(key)
-    }
-}
-
 #[tokio::test]
 async fn the_last_event_before_a_quiet_spell_is_found_by_the_position_check() {
     let shared = InMemoryBroker::new();
     let sender = ClusteredSseBroadcaster::new(shared.clone(), "notes");
-    let deaf: Arc<dyn MessageBroker> = Arc::new(Deaf(shared));
+    // Nothing arrives on the subscription at all.
+    let deaf: Arc<dyn MessageBroker> = Arc::new(Lossy {
+        broker: shared,
+        keep: |_| false,
+    });
     let receiver = ClusteredSseBroadcaster::new(deaf, "notes");
     let app = Router::new()
         .route("/events", {
