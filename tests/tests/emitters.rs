@@ -1609,3 +1609,65 @@ async fn sse_is_never_compressed_by_the_standard_compression_layer() {
         "the layer compresses others"
     );
 }
+
+#[tokio::test]
+async fn a_lagging_broadcast_subscriber_is_caught_up_in_order_from_the_replay_buffer() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    // A 64-byte buffer (a few events; the replay buffer holds 100): events that do not fit
+    // are sent later, in order, once the client has read.
+    let hub = SseBroadcaster::with_replay(100).subscriber_settings(
+        SseEmitter::builder()
+            .no_timeout()
+            .no_heartbeat()
+            .max_buffered_bytes(64),
+    );
+    let app = Router::new()
+        .route("/hub", {
+            let hub = hub.clone();
+            axum::routing::get(move || std::future::ready(hub.subscribe(None)))
+        })
+        .async_support(manager());
+    let response = app
+        .oneshot(
+            axum::http::Request::get("/hub")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    let mut next = 1;
+    let mut lagged = 0;
+    // Publish twice what the buffer holds between reads (the lag grows, within the replay
+    // buffer); each read drains what is queued.
+    for _ in 0..10 {
+        for _ in 0..6 {
+            if hub.publish(&event(next)) == 0 {
+                lagged += 1;
+            }
+            next += 1;
+        }
+        let frame = within("a frame", body.frame()).await.unwrap().unwrap();
+        received.extend_from_slice(frame.data_ref().unwrap());
+    }
+    // Everything published so far arrives, in order, as the client keeps reading.
+    while received.len() < wire_events(1..=(next - 1)).len() {
+        hub.publish(&event(next));
+        next += 1;
+        let frame = within("a frame", body.frame()).await.unwrap().unwrap();
+        received.extend_from_slice(frame.data_ref().unwrap());
+    }
+    let expected = wire_events(1..=(next - 1));
+    assert_eq!(
+        String::from_utf8_lossy(&received[..expected.len()]),
+        expected
+    );
+    assert_eq!(hub.subscribers(), 1, "caught up, not given up");
+    assert!(
+        lagged > 10,
+        "the subscriber lagged ({lagged} events did not fit at once)"
+    );
+}

@@ -704,3 +704,91 @@ async fn an_sse_client_that_never_reads_holds_its_producer_only_until_the_timeou
     assert_pong(server.url("/ping")).await;
     drop(slow);
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_given_up_leaves_in_flight_at_once_and_counts_as_a_slow_consumer() {
+    // No replay buffer: a subscriber that misses an event cannot be caught up, so the first
+    // full buffer gives it up.
+    let hub = SseBroadcaster::new();
+    let manager = async_mvc::AsyncManager::new(AsyncConfig::new());
+    let errors: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let app = ping_router()
+        .route("/events", {
+            let (hub, errors) = (hub.clone(), errors.clone());
+            get(move || {
+                let emitter = hub.subscribe(None);
+                let errors = errors.clone();
+                emitter.on_error(move |error| errors.lock().unwrap().push(error.to_string()));
+                std::future::ready(emitter)
+            })
+        })
+        .async_support(manager.clone());
+    let server = TestServer::start(app).await;
+    let slow = never_reading(server.addr, "/events").await;
+    eventually("subscribed", || hub.subscribers() == 1).await;
+    eventually("in flight", || manager.metrics().in_flight == 1).await;
+    let data = "x".repeat(16 * 1024);
+    let event = SseEvent::builder().data(&data).build().unwrap();
+    let mut published = 0;
+    while hub.publish(&event) == 1 {
+        published += 1;
+        assert!(published < 100_000, "never given up");
+        if published % 64 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    // Given up while its socket is still open (axum::serve has no send timeout): the stream
+    // no longer counts, its callbacks ran, and it is counted.
+    let metrics = manager.metrics();
+    assert_eq!(
+        (metrics.in_flight, metrics.slow_consumers),
+        (0, 1),
+        "{metrics:?}"
+    );
+    assert_eq!(errors.lock().unwrap().len(), 1);
+    assert!(
+        errors.lock().unwrap()[0].contains("read too slowly"),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    assert_eq!(hub.subscribers(), 0);
+    assert_pong(server.url("/ping")).await;
+    drop(slow);
+}
+
+#[tokio::test]
+async fn a_direct_send_to_a_client_that_never_reads_fails_after_its_send_timeout() {
+    let sent: Arc<std::sync::Mutex<Option<EmitterError>>> = Arc::default();
+    let app = ping_router()
+        .route("/events", {
+            let sent = sent.clone();
+            get(move || {
+                let emitter = SseEmitter::builder()
+                    .no_timeout()
+                    .send_timeout(Some(Duration::from_millis(300)))
+                    .build();
+                let (sender, sent) = (emitter.clone(), sent.clone());
+                tokio::spawn(async move {
+                    let data = "x".repeat(16 * 1024);
+                    loop {
+                        if let Err(error) = sender.send(&data).await {
+                            *sent.lock().unwrap() = Some(error);
+                            return;
+                        }
+                    }
+                });
+                std::future::ready(emitter)
+            })
+        })
+        .async_support(AsyncConfig::new());
+    let server = TestServer::start(app).await;
+    let slow = never_reading(server.addr, "/events").await;
+    eventually("a send timed out", || sent.lock().unwrap().is_some()).await;
+    let error = sent.lock().unwrap().take().unwrap();
+    assert!(
+        matches!(error, EmitterError::SendTimedOut(after) if after == Duration::from_millis(300)),
+        "{error:?}"
+    );
+    assert!(!error.is_closed(), "the emitter stays open");
+    drop(slow);
+}
