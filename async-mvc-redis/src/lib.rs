@@ -211,35 +211,12 @@ impl RedisBroker {
         F: Fn(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let first =
-            tokio::time::timeout(COMMAND_TIMEOUT, command(self.inner.commands.clone())).await;
-        match first {
-            Ok(Ok(value)) => {
-                self.inner.commands_ok.store(true, Ordering::Relaxed);
-                return Ok(value);
-            }
-            Ok(Err(error)) if !is_connection_error(&error) => {
-                return Err(BrokerError::Protocol(error.to_string()));
-            }
-            _ => {}
-        }
-        self.inner.commands_ok.store(false, Ordering::Relaxed);
-        let Ok(_permit) = self.inner.outbox.try_acquire() else {
-            return Err(BrokerError::Unavailable(
-                "redis is unreachable and the outbox is full".to_owned(),
-            ));
-        };
-        let deadline = tokio::time::Instant::now() + self.inner.outbox_wait;
+        // Taken on the first failure: the operation then waits in the outbox.
+        let mut waiting = None;
         loop {
-            tokio::time::sleep(RETRY_EVERY).await;
-            if tokio::time::Instant::now() >= deadline {
-                return Err(BrokerError::Unavailable(format!(
-                    "redis was unreachable for {} ms",
-                    self.inner.outbox_wait.as_millis()
-                )));
-            }
-            match tokio::time::timeout(COMMAND_TIMEOUT, command(self.inner.commands.clone())).await
-            {
+            let attempt =
+                tokio::time::timeout(COMMAND_TIMEOUT, command(self.inner.commands.clone())).await;
+            match attempt {
                 Ok(Ok(value)) => {
                     self.inner.commands_ok.store(true, Ordering::Relaxed);
                     return Ok(value);
@@ -248,6 +225,27 @@ impl RedisBroker {
                     return Err(BrokerError::Protocol(error.to_string()));
                 }
                 _ => {}
+            }
+            self.inner.commands_ok.store(false, Ordering::Relaxed);
+            let deadline = match &waiting {
+                Some((_permit, deadline)) => *deadline,
+                None => {
+                    let Ok(permit) = self.inner.outbox.try_acquire() else {
+                        return Err(BrokerError::Unavailable(
+                            "redis is unreachable and the outbox is full".to_owned(),
+                        ));
+                    };
+                    let deadline = tokio::time::Instant::now() + self.inner.outbox_wait;
+                    waiting = Some((permit, deadline));
+                    deadline
+                }
+            };
+            tokio::time::sleep(RETRY_EVERY).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::Unavailable(format!(
+                    "redis was unreachable for {} ms",
+                    self.inner.outbox_wait.as_millis()
+                )));
             }
         }
     }

@@ -16,6 +16,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::broker::{BrokerError, BrokerEvent, MessageBroker};
 use crate::{deferred_result::DeferredResult, error::AsyncError};
@@ -75,18 +76,8 @@ struct Inner<K, T> {
     max_per_key: usize,
     completed_here: AtomicU64,
     /// Ends the listener when the last handle goes.
-    _listener: Listener,
+    _listener: AbortOnDropHandle<()>,
     _types: PhantomData<fn() -> (K, T)>,
-}
-
-struct Listener(Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
 }
 
 impl<K, T> DeferredResultRegistry<K, T>
@@ -139,7 +130,7 @@ where
                 retain,
                 max_per_key: max_per_key.max(1),
                 completed_here: AtomicU64::new(0),
-                _listener: Listener(Some(listener)),
+                _listener: AbortOnDropHandle::new(listener),
                 _types: PhantomData,
             }
         });

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use http::HeaderValue;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::broker::{BrokerError, BrokerEvent, MessageBroker, Position};
 use crate::{
@@ -91,7 +92,7 @@ struct Hub {
     topics: Mutex<HashMap<String, Topic>>,
     gaps_backfilled: AtomicU64,
     replay_resets: AtomicU64,
-    _listener: Listener,
+    _listener: AbortOnDropHandle<()>,
 }
 
 /// A snapshot of a [`ClusteredSseBroadcaster`]'s counters on this instance.
@@ -105,16 +106,6 @@ pub struct ClusterSseMetrics {
     pub gaps_backfilled: u64,
     /// Subscribers whose `Last-Event-ID` could not be resumed from (`reset`).
     pub replay_resets: u64,
-}
-
-struct Listener(Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
 }
 
 /// One topic with subscribers on this instance.
@@ -210,7 +201,7 @@ impl ClusteredSseBroadcaster {
                 topics: Mutex::new(HashMap::new()),
                 gaps_backfilled: AtomicU64::new(0),
                 replay_resets: AtomicU64::new(0),
-                _listener: Listener(Some(listener)),
+                _listener: AbortOnDropHandle::new(listener),
             }
         });
         ClusteredSseBroadcaster { hub }
