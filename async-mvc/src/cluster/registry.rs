@@ -6,7 +6,7 @@ use std::{
     hash::Hash,
     marker::PhantomData,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, PoisonError, Weak,
     },
     time::Duration,
@@ -72,8 +72,9 @@ struct Inner<K, T> {
     channel: String,
     waiters: Mutex<Waiters<K, T>>,
     next_id: AtomicU64,
-    retain: Option<Duration>,
-    max_per_key: usize,
+    /// How long completed values are retained, in ms; 0: not at all.
+    retain_ms: AtomicU64,
+    max_per_key: AtomicUsize,
     completed_here: AtomicU64,
     /// Ends the listener when the last handle goes.
     _listener: AbortOnDropHandle<()>,
@@ -95,15 +96,7 @@ where
     where
         Self: Sized,
     {
-        Self::build(broker.into(), name, None, DEFAULT_MAX_WAITERS_PER_KEY)
-    }
-
-    fn build(
-        broker: Arc<dyn MessageBroker>,
-        name: &str,
-        retain: Option<Duration>,
-        max_per_key: usize,
-    ) -> Self {
+        let broker = broker.into();
         let channel = format!("registry:{name}");
         let inner = Arc::new_cyclic(|weak: &Weak<Inner<K, T>>| {
             let mut subscription = broker.subscribe(&channel);
@@ -127,8 +120,8 @@ where
                 channel: channel.clone(),
                 waiters: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
-                retain,
-                max_per_key: max_per_key.max(1),
+                retain_ms: AtomicU64::new(0),
+                max_per_key: AtomicUsize::new(DEFAULT_MAX_WAITERS_PER_KEY),
                 completed_here: AtomicU64::new(0),
                 _listener: AbortOnDropHandle::new(listener),
                 _types: PhantomData,
@@ -137,28 +130,23 @@ where
         DeferredResultRegistry { inner }
     }
 
-    /// Keeps each completed value in the broker for `ttl`, for waiters that come just after.
+    /// Keeps each completed value in the broker for `ttl` (at least 1 ms), for waiters that
+    /// come just after. Settings are the registry's, shared by its clones: set them when it is
+    /// created.
     #[must_use]
     pub fn retain(self, ttl: Duration) -> Self {
-        let inner = &self.inner;
-        Self::build(
-            Arc::clone(&inner.broker),
-            &inner.name.clone(),
-            Some(ttl),
-            inner.max_per_key,
-        )
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.inner.retain_ms.store(ms, Ordering::Relaxed);
+        self
     }
 
     /// At most `waiters` waiters per key on this instance (at least 1).
     #[must_use]
     pub fn max_waiters_per_key(self, waiters: usize) -> Self {
-        let inner = &self.inner;
-        Self::build(
-            Arc::clone(&inner.broker),
-            &inner.name.clone(),
-            inner.retain,
-            waiters,
-        )
+        self.inner
+            .max_per_key
+            .store(waiters.max(1), Ordering::Relaxed);
+        self
     }
 
     /// A waiter for `key`: completed by the next [`complete`](Self::complete) of that key on
@@ -175,9 +163,10 @@ where
             let waiting = waiters.entry(key.clone()).or_default();
             // Waiters never served (their handler dropped them) go here.
             waiting.retain(|(_, waiter)| !waiter.is_set_or_expired());
-            if waiting.len() >= self.inner.max_per_key {
+            let limit = self.inner.max_per_key.load(Ordering::Relaxed);
+            if waiting.len() >= limit {
                 let refused = AsyncError::Overloaded {
-                    limit: self.inner.max_per_key,
+                    limit,
                     retry_after: crate::config::DEFAULT_RETRY_AFTER,
                 };
                 result.set_error_result(refused.into_response());
@@ -192,7 +181,7 @@ where
                 inner.remove(&leaving, id);
             }
         });
-        if self.inner.retain.is_some() {
+        if self.inner.retain().is_some() {
             // Registered first, read second: a completion in between reaches the waiter
             // through the subscription, one before is read here.
             let inner = Arc::clone(&self.inner);
@@ -219,7 +208,7 @@ where
         let payload = Bytes::from(
             serde_json::to_vec(value).map_err(|error| BrokerError::Codec(error.to_string()))?,
         );
-        if let Some(ttl) = self.inner.retain {
+        if let Some(ttl) = self.inner.retain() {
             let retained = self.inner.retained_key_topic(&topic);
             self.inner
                 .broker
@@ -300,7 +289,7 @@ where
     /// After a broker outage: completions published meanwhile may be lost; retained values
     /// are read again for every key with waiters.
     async fn recover(&self) {
-        if self.retain.is_none() {
+        if self.retain().is_none() {
             return;
         }
         let keys: Vec<K> = self.lock().keys().cloned().collect();
@@ -310,6 +299,16 @@ where
                     self.complete_local(&key, &value);
                 }
             }
+        }
+    }
+}
+
+impl<K, T> Inner<K, T> {
+    /// How long completed values are retained, if they are.
+    fn retain(&self) -> Option<Duration> {
+        match self.retain_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
         }
     }
 }
@@ -326,8 +325,11 @@ impl<K, T> fmt::Debug for DeferredResultRegistry<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeferredResultRegistry")
             .field("name", &self.inner.name)
-            .field("retain", &self.inner.retain)
-            .field("max_waiters_per_key", &self.inner.max_per_key)
+            .field("retain", &self.inner.retain())
+            .field(
+                "max_waiters_per_key",
+                &self.inner.max_per_key.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }

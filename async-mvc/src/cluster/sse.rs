@@ -86,9 +86,7 @@ struct Hub {
     broker: Arc<dyn MessageBroker>,
     name: String,
     channel: String,
-    history: usize,
-    subscriber: SseEmitterBuilder,
-    on_reset: Option<ResetCallback>,
+    settings: Mutex<Settings>,
     topics: Mutex<HashMap<String, Topic>>,
     gaps_backfilled: AtomicU64,
     replay_resets: AtomicU64,
@@ -106,6 +104,13 @@ pub struct ClusterSseMetrics {
     pub gaps_backfilled: u64,
     /// Subscribers whose `Last-Event-ID` could not be resumed from (`reset`).
     pub replay_resets: u64,
+}
+
+/// A broadcaster's settings.
+struct Settings {
+    history: usize,
+    subscriber: SseEmitterBuilder,
+    on_reset: Option<ResetCallback>,
 }
 
 /// One topic with subscribers on this instance.
@@ -135,22 +140,7 @@ impl ClusteredSseBroadcaster {
     ///
     /// Outside a tokio runtime (the subscription is read by a task).
     pub fn new(broker: impl Into<Arc<dyn MessageBroker>>, name: &str) -> Self {
-        Self::build(
-            broker.into(),
-            name,
-            DEFAULT_HISTORY,
-            SseEmitter::builder().no_timeout(),
-            None,
-        )
-    }
-
-    fn build(
-        broker: Arc<dyn MessageBroker>,
-        name: &str,
-        history: usize,
-        subscriber: SseEmitterBuilder,
-        on_reset: Option<ResetCallback>,
-    ) -> Self {
+        let broker = broker.into();
         let channel = format!("sse:{name}");
         let hub = Arc::new_cyclic(|weak: &Weak<Hub>| {
             let mut subscription = broker.subscribe(&channel);
@@ -195,9 +185,11 @@ impl ClusteredSseBroadcaster {
                 broker: Arc::clone(&broker),
                 name: name.to_owned(),
                 channel: channel.clone(),
-                history: history.max(1),
-                subscriber,
-                on_reset,
+                settings: Mutex::new(Settings {
+                    history: DEFAULT_HISTORY,
+                    subscriber: SseEmitter::builder().no_timeout(),
+                    on_reset: None,
+                }),
                 topics: Mutex::new(HashMap::new()),
                 gaps_backfilled: AtomicU64::new(0),
                 replay_resets: AtomicU64::new(0),
@@ -207,35 +199,19 @@ impl ClusteredSseBroadcaster {
         ClusteredSseBroadcaster { hub }
     }
 
-    fn rebuild(
-        &self,
-        history: usize,
-        subscriber: SseEmitterBuilder,
-        on_reset: Option<ResetCallback>,
-    ) -> Self {
-        Self::build(
-            Arc::clone(&self.hub.broker),
-            &self.hub.name,
-            history,
-            subscriber,
-            on_reset,
-        )
-    }
-
-    /// Keeps the newest `events` events of each topic in the broker (at least 1).
+    /// Keeps the newest `events` events of each topic in the broker (at least 1). Settings
+    /// are the broadcaster's, shared by its clones: set them when it is created.
     #[must_use]
     pub fn history(self, events: usize) -> Self {
-        self.rebuild(
-            events,
-            self.hub.subscriber.clone(),
-            self.hub.on_reset.clone(),
-        )
+        self.hub.settings().history = events.max(1);
+        self
     }
 
     /// Uses `builder` for new subscribers (timeout, heartbeat, buffer bounds).
     #[must_use]
     pub fn subscriber_settings(self, builder: SseEmitterBuilder) -> Self {
-        self.rebuild(self.hub.history, builder, self.hub.on_reset.clone())
+        self.hub.settings().subscriber = builder;
+        self
     }
 
     /// Runs `callback(topic, last_event_id)` when a client's `Last-Event-ID` could not be
@@ -246,11 +222,8 @@ impl ClusteredSseBroadcaster {
     where
         F: Fn(&str, &str) + Send + Sync + 'static,
     {
-        self.rebuild(
-            self.hub.history,
-            self.hub.subscriber.clone(),
-            Some(Arc::new(callback)),
-        )
+        self.hub.settings().on_reset = Some(Arc::new(callback));
+        self
     }
 
     /// Appends `event` to `topic`'s history and sends it to the topic's subscribers on every
@@ -260,15 +233,11 @@ impl ClusteredSseBroadcaster {
     ///
     /// [`BrokerError::Unavailable`] if the broker cannot take it: nobody received it.
     pub async fn send(&self, topic: &str, event: &SseEvent) -> Result<String, BrokerError> {
+        let history = self.hub.settings().history;
         let position = self
             .hub
             .broker
-            .append(
-                &self.hub.channel,
-                topic,
-                event.bytes().clone(),
-                self.hub.history,
-            )
+            .append(&self.hub.channel, topic, event.bytes().clone(), history)
             .await?;
         Ok(event_id(position))
     }
@@ -280,7 +249,7 @@ impl ClusteredSseBroadcaster {
     /// If the history cannot be read (the broker is unreachable), the subscriber goes live at
     /// once and the status is `reset`.
     pub async fn subscribe(&self, topic: &str, last_event_id: Option<&str>) -> ClusterSubscription {
-        let emitter = self.hub.subscriber.clone().build();
+        let emitter = self.hub.settings().subscriber.clone().build();
         // Registered first, so that live events from now on are held for it.
         self.hub
             .lock()
@@ -297,7 +266,8 @@ impl ClusteredSseBroadcaster {
         };
         if status == ReplayStatus::Reset {
             self.hub.replay_resets.fetch_add(1, Ordering::Relaxed);
-            if let (Some(callback), Some(id)) = (&self.hub.on_reset, last_event_id) {
+            let on_reset = self.hub.settings().on_reset.clone();
+            if let (Some(callback), Some(id)) = (on_reset, last_event_id) {
                 crate::guard::contain("on_replay_reset", || callback(topic, id));
             }
         }
@@ -331,7 +301,7 @@ impl ClusteredSseBroadcaster {
             // trims approximately).
             let from = head
                 .last
-                .saturating_sub(self.hub.history as u64)
+                .saturating_sub(self.hub.settings().history as u64)
                 .max(head.first.saturating_sub(1));
             (ReplayStatus::Reset, from)
         };
@@ -383,6 +353,11 @@ impl ClusteredSseBroadcaster {
 }
 
 impl Hub {
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        // Only field reads and writes run under this lock.
+        self.settings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
         // Only queue operations run under this lock, never user code.
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)
@@ -638,7 +613,7 @@ impl fmt::Debug for ClusteredSseBroadcaster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusteredSseBroadcaster")
             .field("name", &self.hub.name)
-            .field("history", &self.hub.history)
+            .field("history", &self.hub.settings().history)
             .field("topics", &self.hub.lock().len())
             .finish_non_exhaustive()
     }
