@@ -464,11 +464,7 @@ pub(crate) async fn sse_readers(
             continue;
         };
         readers.push(tokio::spawn(async move {
-            let mut stats = ReaderStats {
-                latency: histogram(),
-                events: 0,
-                last_ns: 0,
-            };
+            let mut stats = ReaderStats::new();
             let mut buffer = Vec::with_capacity(4096);
             let mut chunk = [0u8; 4096];
             while stats.events < events as u64 {
@@ -478,31 +474,110 @@ pub(crate) async fn sse_readers(
                 if read == 0 {
                     break;
                 }
-                buffer.extend_from_slice(&chunk[..read]);
-                let now = clock::now_ns();
-                let mut consumed = 0;
-                while let Some(at) = find(&buffer[consumed..], b"\n") {
-                    let line = &buffer[consumed..consumed + at];
-                    if let Some(data) = line.strip_prefix(b"data:") {
-                        if let Some(sent) = std::str::from_utf8(data)
-                            .ok()
-                            .and_then(|d| d.trim().parse::<u64>().ok())
-                        {
-                            let _ = stats
-                                .latency
-                                .record((now.saturating_sub(sent) / 1000).max(1));
-                            stats.events += 1;
-                            stats.last_ns = now;
-                        }
-                    }
-                    consumed += at + 1;
-                }
-                buffer.drain(..consumed);
+                stats.feed(&mut buffer, &chunk[..read]);
             }
             stats
         }));
     }
     (readers, refused)
+}
+
+/// [`sse_readers`] over HTTP/2 (prior knowledge): `per_connection` subscriptions share each
+/// connection, as many browser tabs' `EventSource`s do behind an HTTP/2 edge.
+pub(crate) async fn sse_readers_h2(
+    n: usize,
+    ports: &[u16],
+    path: &str,
+    events: usize,
+    per_connection: usize,
+) -> (Vec<tokio::task::JoinHandle<ReaderStats>>, usize) {
+    let mut readers = Vec::with_capacity(n);
+    let mut refused = 0;
+    let connections = n.div_ceil(per_connection.max(1));
+    for c in 0..connections {
+        let port = ports[c % ports.len()];
+        let streams = per_connection.min(n - c * per_connection);
+        let handshake = tokio::time::timeout(Duration::from_secs(10), async {
+            let stream = connect(c, port).await?;
+            hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(stream),
+            )
+            .await
+            .map_err(io::Error::other)
+        })
+        .await;
+        let Ok(Ok((sender, connection))) = handshake else {
+            refused += streams;
+            continue;
+        };
+        tokio::spawn(connection);
+        for _ in 0..streams {
+            let mut sender = sender.clone();
+            let request = Request::get(format!("http://127.0.0.1:{port}{path}"))
+                .body(Empty::<Bytes>::new())
+                .expect("a valid request");
+            let response = tokio::time::timeout(Duration::from_secs(10), async {
+                sender.ready().await?;
+                sender.send_request(request).await
+            })
+            .await;
+            let Ok(Ok(response)) = response else {
+                refused += 1;
+                continue;
+            };
+            let mut body = response.into_body();
+            readers.push(tokio::spawn(async move {
+                let mut stats = ReaderStats::new();
+                let mut buffer = Vec::with_capacity(4096);
+                while stats.events < events as u64 {
+                    let Some(Ok(frame)) = body.frame().await else {
+                        break;
+                    };
+                    if let Ok(data) = frame.into_data() {
+                        stats.feed(&mut buffer, &data);
+                    }
+                }
+                stats
+            }));
+        }
+    }
+    (readers, refused)
+}
+
+impl ReaderStats {
+    fn new() -> ReaderStats {
+        ReaderStats {
+            latency: histogram(),
+            events: 0,
+            last_ns: 0,
+        }
+    }
+
+    /// Appends `read` to `buffer` and counts every whole `data:` line in it (its number is the
+    /// ns at which the event was sent).
+    fn feed(&mut self, buffer: &mut Vec<u8>, read: &[u8]) {
+        buffer.extend_from_slice(read);
+        let now = clock::now_ns();
+        let mut consumed = 0;
+        while let Some(at) = find(&buffer[consumed..], b"\n") {
+            let line = &buffer[consumed..consumed + at];
+            if let Some(data) = line.strip_prefix(b"data:") {
+                if let Some(sent) = std::str::from_utf8(data)
+                    .ok()
+                    .and_then(|d| d.trim().parse::<u64>().ok())
+                {
+                    let _ = self
+                        .latency
+                        .record((now.saturating_sub(sent) / 1000).max(1));
+                    self.events += 1;
+                    self.last_ns = now;
+                }
+            }
+            consumed += at + 1;
+        }
+        buffer.drain(..consumed);
+    }
 }
 
 /// Waits (at most `limit`) for the readers: every latency, every event counted, the last

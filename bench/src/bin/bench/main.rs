@@ -125,10 +125,14 @@ const W2_COMPLETIONS_PER_MS: usize = 10;
 /// and measure the timer, not a CPU saturated by thousands of simultaneous writes.
 const W3_OPENS_PER_SECOND: u64 = 5_000;
 
-const WORKLOADS: [&str; 15] = [
+const WORKLOADS: [&str; 16] = [
     "W1", "W2", "W2b", "W3", "W3b", "W4", "W5", "W1s", "W2s", "W7", "W8", "W8m", "W8j", "W6a",
-    "W6b",
+    "W6b", "W6b2",
 ];
+
+/// W6b2's subscriptions per HTTP/2 connection (100 connections for 3,000 subscribers would be
+/// 30; hyper's server allows 200 streams per connection).
+const W6B2_STREAMS_PER_CONNECTION: usize = 100;
 
 fn parse_options() -> Options {
     let mut options = Options {
@@ -155,7 +159,7 @@ fn parse_options() -> Options {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m,W8j,W6a,W6b]"
+                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m,W8j,W6a,W6b,W6b2]"
                 );
                 std::process::exit(0);
             }
@@ -244,7 +248,13 @@ fn main() {
                     "W7" => runtime.block_on(w7(&launch, &sizes)),
                     "W8" | "W8m" | "W8j" => runtime.block_on(w8(&launch, &sizes)),
                     "W6a" => runtime.block_on(w6a(&binaries, imp, &sizes)),
-                    "W6b" => runtime.block_on(w6b(&binaries, imp, &sizes)),
+                    "W6b" => runtime.block_on(w6b(&binaries, imp, &sizes, None)),
+                    "W6b2" => runtime.block_on(w6b(
+                        &binaries,
+                        imp,
+                        &sizes,
+                        Some(W6B2_STREAMS_PER_CONNECTION),
+                    )),
                     _ => runtime.block_on(w5(&launch, &sizes)),
                 };
                 match outcome {
@@ -525,6 +535,11 @@ impl Server {
     fn rss(&self) -> f64 {
         limits::rss_bytes(self.child.id()).map_or(f64::NAN, |b| b as f64)
     }
+
+    /// The CPU seconds the server has used so far.
+    fn cpu(&self) -> f64 {
+        limits::cpu_seconds(self.child.id()).unwrap_or(f64::NAN)
+    }
 }
 
 impl Drop for Server {
@@ -800,15 +815,22 @@ impl Drop for Redis {
 
 /// W6's servers: the baseline is one process on an in-memory broker; async-mvc is three
 /// processes on one Redis. The Redis (if any) is returned to be kept alive.
-fn w6_servers(binaries: &Binaries, slot: Impl) -> Result<(Option<Redis>, Vec<Server>), String> {
-    let launch = |cluster: String| Launch {
-        binary: binaries.server.clone(),
-        args: vec![
-            "--impl",
-            "async-mvc",
-            "--cluster",
-            Box::leak(cluster.into_boxed_str()),
-        ],
+fn w6_servers(
+    binaries: &Binaries,
+    slot: Impl,
+    http2: bool,
+) -> Result<(Option<Redis>, Vec<Server>), String> {
+    let launch = |cluster: String| {
+        let mut args = vec!["--impl", "async-mvc", "--cluster"];
+        args.push(Box::leak(cluster.into_boxed_str()));
+        if http2 {
+            // h2c with prior knowledge is `async_mvc::serve`'s.
+            args.extend(["--serve", "async-mvc"]);
+        }
+        Launch {
+            binary: binaries.server.clone(),
+            args,
+        }
     };
     if slot == Impl::Baseline {
         return Ok((None, vec![Server::start(&launch("memory".to_owned()))?]));
@@ -839,7 +861,7 @@ async fn sum_of(servers: &[&Server], path: &str) -> usize {
 /// latency and RSS per pending key.
 async fn w6a(binaries: &Binaries, slot: Impl, sizes: &Sizes) -> Result<Figures, String> {
     let n = sizes.w6_pending;
-    let (_redis, servers) = w6_servers(binaries, slot)?;
+    let (_redis, servers) = w6_servers(binaries, slot, false)?;
     // The last server completes; the others hold (the baseline's one does both).
     let (completer, holders): (&Server, Vec<&Server>) = match servers.as_slice() {
         [one] => (one, vec![one]),
@@ -903,12 +925,23 @@ async fn w6a(binaries: &Binaries, slot: Impl, sizes: &Sizes) -> Result<Figures, 
 
 /// W6b: `sizes.w6_subscribers` SSE subscribers spread over the instances, one publisher on
 /// the first sending `sizes.w6_events` events: deliveries per second and publish-to-receive
-/// latency.
-async fn w6b(binaries: &Binaries, slot: Impl, sizes: &Sizes) -> Result<Figures, String> {
+/// latency. Each subscriber has its own HTTP/1.1 connection, or (W6b2) `http2` of them share
+/// each HTTP/2 connection.
+async fn w6b(
+    binaries: &Binaries,
+    slot: Impl,
+    sizes: &Sizes,
+    http2: Option<usize>,
+) -> Result<Figures, String> {
     let (n, events) = (sizes.w6_subscribers, sizes.w6_events);
-    let (_redis, servers) = w6_servers(binaries, slot)?;
+    let (_redis, servers) = w6_servers(binaries, slot, http2.is_some())?;
     let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
-    let (readers, refused) = load::sse_readers(n, &ports, "/w6/events", events).await;
+    let (readers, refused) = match http2 {
+        None => load::sse_readers(n, &ports, "/w6/events", events).await,
+        Some(per_connection) => {
+            load::sse_readers_h2(n, &ports, "/w6/events", events, per_connection).await
+        }
+    };
     if refused > 0 {
         return Err(format!("{refused} of {n} subscribers could not connect"));
     }
@@ -921,17 +954,29 @@ async fn w6b(binaries: &Binaries, slot: Impl, sizes: &Sizes) -> Result<Figures, 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let publish = format!("/w6/publish?n={events}&every_ms={}", sizes.w6_every_ms);
+    let cpu_before: f64 = servers.iter().map(Server::cpu).sum();
+    let client_before = limits::cpu_seconds(std::process::id()).unwrap_or(f64::NAN);
     let started = Instant::now();
     load::raw_request(1, ports[0], "POST", &publish, None)
         .await
         .map_err(|e| format!("POST /w6/publish: {e}"))?;
     let limit = Duration::from_millis(sizes.w6_every_ms * events as u64) + Duration::from_secs(20);
     let (latency, delivered, last_ns) = load::join_sse_readers(readers, limit).await;
+    let server_cpu = servers.iter().map(Server::cpu).sum::<f64>() - cpu_before;
+    let client_cpu = limits::cpu_seconds(std::process::id()).unwrap_or(f64::NAN) - client_before;
     let expected = (n * events) as u64;
     let first_ns = clock::now_ns().saturating_sub(started.elapsed().as_nanos() as u64);
     let seconds = (last_ns.saturating_sub(first_ns) as f64 / 1e9).max(1e-3);
     Ok(Figures::from([
         ("deliveries_per_s", delivered as f64 / seconds),
+        (
+            "server_cpu_us",
+            server_cpu * 1e6 / (delivered as f64).max(1.0),
+        ),
+        (
+            "client_cpu_us",
+            client_cpu * 1e6 / (delivered as f64).max(1.0),
+        ),
         ("p50_us", latency.value_at_quantile(0.5) as f64),
         ("p99_us", latency.value_at_quantile(0.99) as f64),
         ("max_us", latency.max() as f64),
@@ -1251,6 +1296,8 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
             "≥ 20,000",
         ),
         row("W6b", "p50_us", "publish→receive p50 µs", Target::None, ""),
+        row("W6b", "server_cpu_us", "server CPU µs / delivery", Target::None, ""),
+        row("W6b", "client_cpu_us", "client CPU µs / delivery", Target::None, ""),
         row(
             "W6b",
             "p99_us",
@@ -1260,6 +1307,30 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         ),
         row(
             "W6b",
+            "errors",
+            "missing deliveries",
+            Target::AtMost(0.0),
+            "0",
+        ),
+        row(
+            "W6b2",
+            "deliveries_per_s",
+            "SSE deliveries/s",
+            Target::AtLeastAndRatio(20_000.0, 0.0),
+            "≥ 20,000",
+        ),
+        row("W6b2", "p50_us", "publish→receive p50 µs", Target::None, ""),
+        row("W6b2", "server_cpu_us", "server CPU µs / delivery", Target::None, ""),
+        row("W6b2", "client_cpu_us", "client CPU µs / delivery", Target::None, ""),
+        row(
+            "W6b2",
+            "p99_us",
+            "publish→receive p99 µs",
+            Target::AtMost(10_000.0),
+            "≤ 10,000",
+        ),
+        row(
+            "W6b2",
             "errors",
             "missing deliveries",
             Target::AtMost(0.0),
