@@ -185,3 +185,48 @@ async fn two_instances_on_one_redis_are_one_desk() {
     }
     two_instances_behave_as_one(&servers[0], &servers[1]).await;
 }
+
+/// The cluster's long polls wait in the registry, not in a store: a poll on B for version 3 is
+/// not answered by version 2, is answered by version 3 made on A, and
+/// leaves B's registry (B's store never held it).
+#[tokio::test]
+async fn a_long_poll_waits_in_the_registry_for_exactly_its_version() {
+    use async_mvc_examples::order_desk::{OrderStore, Replica};
+
+    let broker: Arc<dyn MessageBroker> = Arc::new(InMemoryBroker::new());
+    let (store_a, store_b) = (OrderStore::new(), OrderStore::new());
+    let a = Replica::start(Arc::clone(&broker), store_a.clone());
+    let b = Replica::start(broker, store_b.clone());
+    let order = a.create("kettle".to_owned()).await.unwrap();
+
+    let ahead = b.watch(&order.id, 2, Duration::from_secs(5)).await.unwrap();
+    assert!(!ahead.has_result());
+    assert_eq!((b.waiting(), store_b.waiting()), (1, 0));
+
+    let second = a.append(&order.id, "paid".to_owned()).await.unwrap();
+    assert_eq!(second.map(|order| order.version), Some(2));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !ahead.has_result(),
+        "version 2 does not answer a poll after 2"
+    );
+
+    let third = a
+        .append(&order.id, "packed".to_owned())
+        .await
+        .unwrap()
+        .unwrap();
+    within("the poll on B", async {
+        while !ahead.has_result() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(third.version, 3);
+    assert_eq!(b.waiting(), 0);
+
+    // A poll behind the order is answered at once, from B's replica.
+    let behind = b.watch(&order.id, 1, Duration::from_secs(5)).await.unwrap();
+    assert!(behind.has_result());
+    assert!(b.watch("nope", 0, Duration::from_secs(1)).await.is_none());
+}

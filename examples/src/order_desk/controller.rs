@@ -22,8 +22,8 @@ use serde::Deserialize;
 use super::{
     config::{DEFAULT_INVOICE_HASH_ROUNDS, DEFAULT_INVOICE_TIMEOUT},
     receipt::{self, Receipt},
-    ApiError, Fulfilment, Invoice, InvoiceTask, NewOrder, Order, OrderEvent, OrderPoll, OrderStore,
-    Replica,
+    ApiError, Fulfilment, Invoice, InvoiceTask, NewOrder, Order, OrderEvent, OrderLongPoll,
+    OrderStore, Replica,
 };
 
 /// The long poll's timeout when the client names none: 30 s.
@@ -176,18 +176,26 @@ impl OrdersController {
 
     /// `GET /api/orders/{id}/next?after=V&timeout_ms=T`: a long poll. The order once its
     /// version is greater than `V`, or `304 Not Modified` after `T` ms; `404` for an unknown
-    /// order, `400` when `V` or `T` is not a number.
+    /// order, `400` when `V` or `T` is not a number. On a cluster the poll waits in the
+    /// cluster's registry, completed by whichever instance makes the change.
     #[get("/orders/{id}/next")]
     pub async fn next(
         &self,
         Path(id): Path<String>,
         Query(query): Query<NextQuery>,
-    ) -> Result<OrderPoll, ApiError> {
-        self.ensure(&id).await;
+    ) -> Result<OrderLongPoll, ApiError> {
         let after = query.after.unwrap_or(0);
-        self.store
-            .watch(&id, after, query.timeout())
-            .ok_or(ApiError::NotFound(id))
+        let poll = match &self.replica {
+            None => self
+                .store
+                .watch(&id, after, query.timeout())
+                .map(OrderLongPoll::Local),
+            Some(replica) => replica
+                .watch(&id, after, query.timeout())
+                .await
+                .map(OrderLongPoll::Cluster),
+        };
+        poll.ok_or(ApiError::NotFound(id))
     }
 
     /// `GET /api/orders/{id}/stream`: the order's changes as Server-Sent Events (`id:` the
