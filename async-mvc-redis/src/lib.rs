@@ -8,6 +8,9 @@
 //! | [`append`](MessageBroker::append) | one Lua script: `HINCRBY` of the topic's offset (and its epoch, set once), `XADD am:{ns}:h:{topic} MAXLEN ~ n`, `PUBLISH` — atomic, and once per call (a token remembered for 60 s makes a retry after a lost reply return the first position) |
 //! | [`range`](MessageBroker::range) | one Lua script: `XRANGE` after an offset, with the epoch and the first and last offsets |
 //! | [`put`](MessageBroker::put) / [`get`](MessageBroker::get) | `SET am:{ns}:v:{key} PX ttl` / `GET` |
+//! | [`enqueue`](MessageBroker::enqueue) | `XADD am:{ns}:q:{queue} MAXLEN ~ n * j <job>` |
+//! | [`consumer`](MessageBroker::consumer) | `XGROUP CREATE … 0 MKSTREAM` (once per group), and a **connection of the consumer's own** for its blocking reads: `XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS q >`, and `XAUTOCLAIM` for jobs of dead consumers (a group lost with Redis's data is made again) |
+//! | [`ack`](MessageBroker::ack) / [`touch`](MessageBroker::touch) | `XACK` / `XCLAIM … 0 ids… JUSTID` (resets a job's idle time) |
 //!
 //! While Redis is unreachable, an operation waits for it at most
 //! [`outbox_wait`](RedisBrokerBuilder::outbox_wait) (default 5 s), and at most
@@ -29,6 +32,7 @@
 //! # }
 //! ```
 
+mod queue;
 mod subscriber;
 mod wire;
 
@@ -41,7 +45,9 @@ use std::{
     time::Duration,
 };
 
-use async_mvc::cluster::{BoxFuture, BrokerError, BrokerEvent, History, MessageBroker, Position};
+use async_mvc::cluster::{
+    BoxFuture, BrokerError, BrokerEvent, History, JobConsumer, MessageBroker, Position,
+};
 use bytes::Bytes;
 use futures::{stream::BoxStream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -109,9 +115,10 @@ impl RedisBrokerBuilder {
         .map_err(|_| BrokerError::Unavailable("connecting timed out".to_owned()))?
         .map_err(unavailable)?;
         let subscriptions = Arc::new(Subscriptions::default());
-        let listener = tokio::spawn(subscriber::run(client, Arc::clone(&subscriptions)));
+        let listener = tokio::spawn(subscriber::run(client.clone(), Arc::clone(&subscriptions)));
         Ok(RedisBroker {
             inner: Arc::new(Inner {
+                client,
                 commands,
                 prefix: format!("am:{}:", self.namespace),
                 subscriptions,
@@ -138,6 +145,8 @@ pub struct RedisBroker {
 }
 
 struct Inner {
+    /// For the consumers' own connections.
+    client: redis::Client,
     commands: ConnectionManager,
     prefix: String,
     subscriptions: Arc<Subscriptions>,
@@ -417,6 +426,124 @@ impl MessageBroker for RedisBroker {
                 })
                 .await?;
             Ok(value.map(Bytes::from))
+        })
+    }
+
+    fn enqueue(
+        &self,
+        queue: &str,
+        job: Bytes,
+        max_len: usize,
+    ) -> BoxFuture<'_, Result<String, BrokerError>> {
+        let stream = self.key("q", queue);
+        Box::pin(async move {
+            self.run(|mut connection| {
+                let (stream, job) = (stream.clone(), job.clone());
+                async move {
+                    redis::cmd("XADD")
+                        .arg(stream)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(max_len.max(1))
+                        .arg("*")
+                        .arg(queue::FIELD)
+                        .arg(job.as_ref())
+                        .query_async::<String>(&mut connection)
+                        .await
+                }
+            })
+            .await
+        })
+    }
+
+    fn consumer(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BoxFuture<'_, Result<Box<dyn JobConsumer>, BrokerError>> {
+        let stream = self.key("q", queue);
+        let (group, name) = (group.to_owned(), consumer.to_owned());
+        Box::pin(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                // Reads block up to their own timeout; the consumer bounds each.
+                .set_response_timeout(None)
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            let mut connection = tokio::time::timeout(
+                COMMAND_TIMEOUT * 2,
+                self.inner.client.get_connection_manager_with_config(config),
+            )
+            .await
+            .map_err(|_| BrokerError::Unavailable("connecting timed out".to_owned()))?
+            .map_err(unavailable)?;
+            tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                queue::create_group(&mut connection, &stream, &group),
+            )
+            .await
+            .map_err(|_| BrokerError::Unavailable("XGROUP CREATE timed out".to_owned()))?
+            .map_err(unavailable)?;
+            let consumer: Box<dyn JobConsumer> = Box::new(queue::RedisConsumer {
+                connection,
+                stream,
+                group,
+                name,
+                cursor: "0-0".to_owned(),
+            });
+            Ok(consumer)
+        })
+    }
+
+    fn ack(&self, queue: &str, group: &str, id: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let stream = self.key("q", queue);
+        let (group, id) = (group.to_owned(), id.to_owned());
+        Box::pin(async move {
+            self.run(|mut connection| {
+                let (stream, group, id) = (stream.clone(), group.clone(), id.clone());
+                async move {
+                    redis::cmd("XACK")
+                        .arg(stream)
+                        .arg(group)
+                        .arg(id)
+                        .query_async::<i64>(&mut connection)
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .await
+        })
+    }
+
+    fn touch(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let stream = self.key("q", queue);
+        let (group, consumer, ids) = (group.to_owned(), consumer.to_owned(), ids.to_vec());
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            self.run(|mut connection| {
+                let mut command = redis::cmd("XCLAIM");
+                command.arg(&stream).arg(&group).arg(&consumer).arg(0);
+                for id in &ids {
+                    command.arg(id);
+                }
+                command.arg("JUSTID");
+                async move {
+                    command
+                        .query_async::<redis::Value>(&mut connection)
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .await
         })
     }
 }

@@ -365,6 +365,46 @@ impl MessageBroker for Lossy {
     > {
         self.broker.get(key)
     }
+
+    fn enqueue(
+        &self,
+        queue: &str,
+        job: bytes::Bytes,
+        max_len: usize,
+    ) -> async_mvc::cluster::BoxFuture<'_, Result<String, async_mvc::cluster::BrokerError>> {
+        self.broker.enqueue(queue, job, max_len)
+    }
+
+    fn consumer(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> async_mvc::cluster::BoxFuture<
+        '_,
+        Result<Box<dyn async_mvc::cluster::JobConsumer>, async_mvc::cluster::BrokerError>,
+    > {
+        self.broker.consumer(queue, group, consumer)
+    }
+
+    fn ack(
+        &self,
+        queue: &str,
+        group: &str,
+        id: &str,
+    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
+        self.broker.ack(queue, group, id)
+    }
+
+    fn touch(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
+        self.broker.touch(queue, group, consumer, ids)
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,8 @@ use std::{fmt, future::Future, pin::Pin, time::Duration};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+use super::queue::JobConsumer;
+
 /// A boxed future, as the object-safe [`MessageBroker`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -70,9 +72,10 @@ pub enum BrokerError {
 }
 
 /// A message broker shared by the instances of one application: the scale-out abstraction of
-/// [`DeferredResultRegistry`](super::DeferredResultRegistry) and
-/// [`ClusteredSseBroadcaster`](super::ClusteredSseBroadcaster). Object-safe: features hold an
-/// `Arc<dyn MessageBroker>`.
+/// [`DeferredResultRegistry`](super::DeferredResultRegistry),
+/// [`ClusteredSseBroadcaster`](super::ClusteredSseBroadcaster),
+/// [`ReplyingTemplate`](super::ReplyingTemplate) and [`JobListener`](super::JobListener).
+/// Object-safe: features hold an `Arc<dyn MessageBroker>`.
 ///
 /// Guarantees an implementation gives: [`publish`](Self::publish) is at most once to the
 /// subscriptions that exist when it is published (every instance, this one included);
@@ -136,4 +139,52 @@ pub trait MessageBroker: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`BrokerError::Unavailable`] when the broker cannot be reached.
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Bytes>, BrokerError>>;
+
+    /// Adds `job` to `queue`, keeping about its newest `max_len` jobs (older ones are dropped,
+    /// taken or not: the bound on a queue nobody consumes). Its id.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Unavailable`] when the broker cannot be reached (nothing was queued).
+    fn enqueue(
+        &self,
+        queue: &str,
+        job: Bytes,
+        max_len: usize,
+    ) -> BoxFuture<'_, Result<String, BrokerError>>;
+
+    /// Consumer `consumer` of `group` on `queue` (the group is created if it is new, and
+    /// receives every job still queued), with a connection of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Unavailable`] when the broker cannot be reached.
+    fn consumer(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BoxFuture<'_, Result<Box<dyn JobConsumer>, BrokerError>>;
+
+    /// Acknowledges job `id` of `queue` for `group`: done, never delivered again.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Unavailable`] when the broker cannot be reached (the job stays pending
+    /// and is claimed again).
+    fn ack(&self, queue: &str, group: &str, id: &str) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Tells the group that `consumer` is still working on jobs `ids`: their idle time starts
+    /// again, so no other consumer [claims](JobConsumer::claim) them.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Unavailable`] when the broker cannot be reached.
+    fn touch(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> BoxFuture<'_, Result<(), BrokerError>>;
 }

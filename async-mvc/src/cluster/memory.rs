@@ -11,8 +11,10 @@ use bytes::Bytes;
 use futures::{stream::BoxStream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::broker::{
-    BoxFuture, BrokerError, BrokerEvent, History, Message, MessageBroker, Position,
+use super::{
+    broker::{BoxFuture, BrokerError, BrokerEvent, History, Message, MessageBroker, Position},
+    memory_queue::Queues,
+    queue::JobConsumer,
 };
 
 /// How many messages a subscription buffers before newer ones are dropped for it (they are
@@ -21,7 +23,9 @@ const SUBSCRIPTION_BUFFER: usize = 65_536;
 
 /// A [`MessageBroker`] inside one process: what every instance of a test, or the one instance
 /// of a deployment without a broker, shares. A cheap `Clone` of an `Arc`; clones are the same
-/// broker. Histories keep their newest `max_len` entries; values expire after their TTL.
+/// broker. Histories keep their newest `max_len` entries; values expire after their TTL; queues
+/// keep their newest `max_len` jobs, and a job pending with a consumer keeps its bytes until it
+/// is acknowledged.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -42,6 +46,7 @@ struct Inner {
     /// Taken around an append's publish too, so that entries are published in offset order.
     histories: Mutex<HashMap<String, TopicHistory>>,
     values: Mutex<Values>,
+    queues: Arc<Queues>,
     epoch: u64,
 }
 
@@ -219,6 +224,43 @@ impl MessageBroker for InMemoryBroker {
             None => None,
         };
         Box::pin(std::future::ready(Ok(value)))
+    }
+
+    fn enqueue(
+        &self,
+        queue: &str,
+        job: Bytes,
+        max_len: usize,
+    ) -> BoxFuture<'_, Result<String, BrokerError>> {
+        let id = self.inner.queues.enqueue(queue, job, max_len);
+        Box::pin(std::future::ready(Ok(id)))
+    }
+
+    fn consumer(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BoxFuture<'_, Result<Box<dyn JobConsumer>, BrokerError>> {
+        let consumer: Box<dyn JobConsumer> =
+            Box::new(self.inner.queues.join(queue, group, consumer));
+        Box::pin(std::future::ready(Ok(consumer)))
+    }
+
+    fn ack(&self, queue: &str, group: &str, id: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.inner.queues.ack(queue, group, id);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn touch(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.inner.queues.touch(queue, group, consumer, ids);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

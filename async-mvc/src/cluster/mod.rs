@@ -9,6 +9,11 @@
 //! - [`ClusteredSseBroadcaster`] — SSE keyed by topic: `send(topic, event)` on any instance
 //!   reaches every subscriber on every instance, and `subscribe(topic, last_event_id)` replays
 //!   from the shared history, with no gap and no duplicate.
+//! - [`ReplyingTemplate`] and [`JobListener`] — request/reply: `send_and_receive(job, timeout)`
+//!   puts a job on a queue consumed by a group of workers on any instance, and the reply comes
+//!   back to this instance to complete the request it still holds (Spring's
+//!   `ReplyingKafkaTemplate` + `DeferredResult`, made one thing). No live worker: `503` at
+//!   once; a worker that dies mid-job: another claims the job.
 //!
 //! The design follows Centrifugo (append and publish in one step, a contiguous offset per topic
 //! and an epoch, so gaps and history resets are visible), Mercure (tell the client when replay
@@ -17,13 +22,26 @@
 //! `DeferredResult` with their own broker listener.
 
 mod broker;
+mod envelope;
+mod listener;
 mod memory;
+mod memory_queue;
+mod queue;
 mod registry;
+mod reply;
 mod sse;
 
 pub use broker::{BoxFuture, BrokerError, BrokerEvent, History, Message, MessageBroker, Position};
+pub use listener::{
+    JobListener, JobListenerHandle, ListenerMetrics, DEFAULT_CLAIM_IDLE, DEFAULT_CONCURRENCY,
+};
 pub use memory::InMemoryBroker;
+pub use queue::{Job, JobConsumer};
 pub use registry::{DeferredResultRegistry, DEFAULT_MAX_WAITERS_PER_KEY};
+pub use reply::{
+    ReplyError, ReplyingTemplate, TemplateMetrics, DEFAULT_MAX_OUTSTANDING, DEFAULT_QUEUE_MAX_LEN,
+    DEFAULT_REPLY_RETENTION,
+};
 pub use sse::{
     ClusterSseMetrics, ClusterSubscription, ClusteredSseBroadcaster, ReplayStatus, DEFAULT_HISTORY,
     LAST_EVENT_ID_STATUS,

@@ -1,0 +1,73 @@
+//! What crosses the broker for request/reply: a job with its correlation id and where to
+//! reply, and the reply. JSON, so a worker in another language can take part.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A job on its queue.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct JobEnvelope {
+    /// The request's correlation id; absent for a job sent without waiting for a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) correlation_id: Option<String>,
+    /// The channel the requesting instance listens on for its replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) reply_to: Option<String>,
+    /// When the requester stops waiting (ms since the Unix epoch): later, nobody reads a reply
+    /// and the job is dropped unworked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) expires_at_ms: Option<u64>,
+    /// How long the worker keeps the reply in the broker, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) retain_ms: Option<u64>,
+    /// The application's job.
+    pub(super) job: serde_json::Value,
+}
+
+impl JobEnvelope {
+    /// Whether the requester has stopped waiting.
+    pub(super) fn expired(&self) -> bool {
+        self.expires_at_ms.is_some_and(|at| at < now_ms())
+    }
+}
+
+/// A worker's answer: its value, or its error's message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) enum ReplyBody {
+    Ok(serde_json::Value),
+    Err(String),
+}
+
+/// The key under which the reply to `correlation_id` is retained.
+pub(super) fn reply_key(queue: &str, correlation_id: &str) -> String {
+    format!("jobs:{queue}:reply:{correlation_id}")
+}
+
+/// The key a queue's live workers keep set.
+pub(super) fn alive_key(queue: &str) -> String {
+    format!("jobs:{queue}:alive")
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// `now + after`, in ms since the Unix epoch.
+pub(super) fn ms_after(after: Duration) -> u64 {
+    now_ms().saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// An id no other process is likely to use: 64 random bits, in hex.
+pub(super) fn unique_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms());
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
