@@ -9,6 +9,8 @@
 //! | `--send-timeout-ms N` | `SEND_TIMEOUT_MS` | [`async_mvc::DEFAULT_SEND_TIMEOUT`] |
 //! | `--max-connections N` | `MAX_CONNECTIONS` | [`async_mvc::default_max_connections`] |
 //! | `--redis URL` | `REDIS_URL` | none: one process, orders in memory |
+//! | `--redis-outbox N` | `REDIS_OUTBOX` | [`async_mvc_redis::DEFAULT_OUTBOX`]: operations that may wait for an unreachable Redis at once |
+//! | `--role web\|worker\|all` | `ROLE` | `all`: the HTTP side and the workers in one process; `web` and `worker` need `--redis` |
 //!
 //! A flag wins over its variable; `--flag=N` works as well as `--flag N`.
 
@@ -23,9 +25,24 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const USAGE: &str = "\
 usage: demo [--port N] [--header-read-timeout-ms N] [--keep-alive-timeout-ms N]
             [--send-timeout-ms N] [--max-connections N] [--redis URL]
+            [--redis-outbox N] [--role web|worker|all]
 Each flag may also be set by its environment variable: PORT, HEADER_READ_TIMEOUT_MS,
-KEEP_ALIVE_TIMEOUT_MS, SEND_TIMEOUT_MS, MAX_CONNECTIONS, REDIS_URL. Unset: the library's
-defaults, and one process with its orders in memory.";
+KEEP_ALIVE_TIMEOUT_MS, SEND_TIMEOUT_MS, MAX_CONNECTIONS, REDIS_URL, REDIS_OUTBOX, ROLE. Unset: the library's
+defaults, and one process with its orders in memory. `--role web` serves HTTP only and
+`--role worker` runs only the fulfilment worker and the invoice renderer (no HTTP port); both
+need --redis.";
+
+/// Which parts of the order desk a process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP side and the workers (the default; without `--redis`, today's one process).
+    #[default]
+    All,
+    /// The HTTP side only: fulfilment and invoices go to worker processes through Redis.
+    Web,
+    /// The workers only: packing, shipping and invoice rendering, no HTTP port.
+    Worker,
+}
 
 /// What the demo was asked to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +53,10 @@ pub struct DemoArgs {
     pub limits: ServeLimits,
     /// `--redis URL`: run as one instance of a cluster sharing that Redis.
     pub redis: Option<String>,
+    /// `--role`: which parts run.
+    pub role: Role,
+    /// `--redis-outbox N`: how many operations may wait for an unreachable Redis at once.
+    pub redis_outbox: Option<usize>,
 }
 
 /// Server limits from the command line; `None` keeps [`async_mvc::serve`]'s default.
@@ -71,13 +92,15 @@ impl ServeLimits {
 }
 
 /// The flags, each with its variable.
-const FLAGS: [(&str, &str); 6] = [
+const FLAGS: [(&str, &str); 8] = [
     ("--port", "PORT"),
     ("--header-read-timeout-ms", "HEADER_READ_TIMEOUT_MS"),
     ("--keep-alive-timeout-ms", "KEEP_ALIVE_TIMEOUT_MS"),
     ("--send-timeout-ms", "SEND_TIMEOUT_MS"),
     ("--max-connections", "MAX_CONNECTIONS"),
     ("--redis", "REDIS_URL"),
+    ("--role", "ROLE"),
+    ("--redis-outbox", "REDIS_OUTBOX"),
 ];
 
 /// Parses `args` (without the program name), falling back on `env` for each unset flag.
@@ -142,9 +165,35 @@ pub fn parse(
     let redis = value(5)
         .map(|(url, _)| url.trim().to_owned())
         .filter(|url| !url.is_empty());
+    let role = match value(6) {
+        None => Role::All,
+        Some((value, from)) => match value.trim() {
+            "all" => Role::All,
+            "web" => Role::Web,
+            "worker" => Role::Worker,
+            _ => {
+                return Err(format!(
+                    "invalid {from} `{value}`: expected web, worker or all"
+                ))
+            }
+        },
+    };
+    if role != Role::All && redis.is_none() {
+        return Err(format!(
+            "--role {} needs --redis URL (or REDIS_URL): the web side and the workers meet in Redis",
+            if role == Role::Web { "web" } else { "worker" }
+        ));
+    }
+    let redis_outbox = match number(7)? {
+        Some(0) => return Err("invalid --redis-outbox `0`: at least 1".to_owned()),
+        Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        None => None,
+    };
     Ok(DemoArgs {
         port,
         redis,
+        role,
+        redis_outbox,
         limits: ServeLimits {
             header_read_timeout: ms(1)?,
             keep_alive_timeout: ms(2)?,
@@ -223,5 +272,25 @@ mod tests {
         .unwrap_err();
         assert!(error.contains("MAX_CONNECTIONS"), "{error}");
         assert!(parse(args(&["--max-connections", "0"]), no_env).is_err());
+    }
+
+    #[test]
+    fn a_role_is_all_web_or_worker_and_the_last_two_need_redis() {
+        assert_eq!(parse(args(&[]), no_env).unwrap().role, Role::All);
+        let web = parse(
+            args(&["--role", "web", "--redis", "redis://127.0.0.1:1/"]),
+            no_env,
+        );
+        assert_eq!(web.unwrap().role, Role::Web);
+        let env = |name: &str| match name {
+            "ROLE" => Some("worker".to_owned()),
+            "REDIS_URL" => Some("redis://127.0.0.1:1/".to_owned()),
+            _ => None,
+        };
+        assert_eq!(parse(args(&[]), env).unwrap().role, Role::Worker);
+        let alone = parse(args(&["--role=worker"]), no_env).unwrap_err();
+        assert!(alone.contains("--role worker needs --redis"), "{alone}");
+        let bad = parse(args(&["--role", "boss"]), no_env).unwrap_err();
+        assert!(bad.contains("invalid --role `boss`"), "{bad}");
     }
 }

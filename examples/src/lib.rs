@@ -9,6 +9,12 @@
 //! clients that leave mid-wait and mid-stream; after each round nothing may be left in flight.
 //! Run it with `cargo run --release -p async-mvc-examples --bin soak`.
 
+//!
+//! [`redis_server`] and [`processes`]: a real `redis-server` and demo processes by role, for
+//! the cluster's fault tests and `soak --cluster`.
+
 pub mod cli;
 pub mod order_desk;
+pub mod processes;
+pub mod redis_server;
 pub mod soak;

@@ -275,7 +275,7 @@ async fn read_loop(state: Arc<State>, work: Work, stop: CancellationToken) {
         match joined {
             Ok(consumer) => break consumer,
             Err(error) => {
-                tracing::warn!(%error, queue = %state.queue, "cannot join the queue's group");
+                backoff.log(&error, &state.queue, "cannot join the queue's group");
                 if backoff.pause(&stop).await {
                     return;
                 }
@@ -307,7 +307,7 @@ async fn read_loop(state: Arc<State>, work: Work, stop: CancellationToken) {
                         .fetch_add(claimed.len() as u64, Ordering::Relaxed);
                     jobs = claimed;
                 }
-                Err(error) => tracing::warn!(%error, queue = %state.queue, "cannot claim jobs"),
+                Err(error) => backoff.log(&error, &state.queue, "cannot claim jobs"),
             }
         }
         if jobs.is_empty() {
@@ -317,11 +317,11 @@ async fn read_loop(state: Arc<State>, work: Work, stop: CancellationToken) {
             };
             match read {
                 Ok(read) => {
-                    backoff.reset();
+                    backoff.reset(&state.queue);
                     jobs = read;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, queue = %state.queue, "cannot read jobs");
+                    backoff.log(&error, &state.queue, "cannot read jobs");
                     drop(first);
                     if backoff.pause(&stop).await {
                         return;
@@ -461,13 +461,26 @@ async fn heartbeat(state: Arc<State>, stop: CancellationToken) {
     }
 }
 
-/// A pause after a broker error: 50 ms, doubling up to [`MAX_BACKOFF`].
+/// A pause after a broker error: 50 ms, doubling up to [`MAX_BACKOFF`]. An outage is logged
+/// once when it starts and once when it ends.
 #[derive(Default)]
 struct Backoff {
     next: Option<Duration>,
+    /// An error was logged and the broker has not answered since.
+    failing: bool,
 }
 
 impl Backoff {
+    /// Logs `error` as a warning if it is the first of an outage, else at debug level.
+    fn log(&mut self, error: &super::broker::BrokerError, queue: &str, what: &str) {
+        if self.failing {
+            tracing::debug!(%error, queue, "{what}");
+        } else {
+            self.failing = true;
+            tracing::warn!(%error, queue, "{what}; retrying until the broker answers");
+        }
+    }
+
     /// Pauses; `true` if `stop` came first.
     async fn pause(&mut self, stop: &CancellationToken) -> bool {
         let pause = self.next.unwrap_or(Duration::from_millis(50));
@@ -478,8 +491,11 @@ impl Backoff {
         }
     }
 
-    fn reset(&mut self) {
+    fn reset(&mut self, queue: &str) {
         self.next = None;
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(queue, "reading jobs again");
+        }
     }
 }
 

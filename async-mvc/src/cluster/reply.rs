@@ -168,14 +168,18 @@ trait Waiting: Send {
     fn is_done(&self) -> bool;
 }
 
-impl<R: DeserializeOwned + Send + 'static> Waiting for DeferredResult<R, ReplyError> {
+impl<R, E> Waiting for DeferredResult<R, E>
+where
+    R: DeserializeOwned + Send + 'static,
+    E: From<ReplyError> + Send + 'static,
+{
     fn complete(self: Box<Self>, reply: ReplyBody) -> bool {
         match reply {
             ReplyBody::Ok(value) => match serde_json::from_value::<R>(value) {
                 Ok(value) => self.set_result(value),
-                Err(error) => self.set_error_result(ReplyError::Codec(error.to_string())),
+                Err(error) => self.set_error_result(ReplyError::Codec(error.to_string()).into()),
             },
-            ReplyBody::Err(message) => self.set_error_result(ReplyError::Failed(message)),
+            ReplyBody::Err(message) => self.set_error_result(ReplyError::Failed(message).into()),
         }
     }
 
@@ -294,26 +298,29 @@ impl ReplyingTemplate {
     /// [`max_outstanding`](Self::max_outstanding) requests waiting
     /// ([`ReplyError::Overloaded`]), when the broker does not take the job
     /// ([`ReplyError::Broker`]) or when the job does not serialize ([`ReplyError::Codec`]).
-    pub async fn send_and_receive<J, R>(
+    /// The error type `E` is [`ReplyError`] or the application's own error, made from it
+    /// (`impl From<ReplyError>`), to answer in the application's format.
+    pub async fn send_and_receive<J, R, E>(
         &self,
         job: &J,
         timeout: Duration,
-    ) -> DeferredResult<R, ReplyError>
+    ) -> DeferredResult<R, E>
     where
         J: Serialize + ?Sized,
         R: DeserializeOwned + Send + 'static,
+        E: From<ReplyError> + Send + 'static,
     {
         let result = DeferredResult::with_timeout(timeout);
         let inner = &self.inner;
         let job = match serde_json::to_value(job) {
             Ok(job) => job,
             Err(error) => {
-                result.set_error_result(ReplyError::Codec(error.to_string()));
+                result.set_error_result(ReplyError::Codec(error.to_string()).into());
                 return result;
             }
         };
         if let Err(error) = inner.check_alive().await {
-            result.set_error_result(error);
+            result.set_error_result(error.into());
             return result;
         }
         let n = inner.next.fetch_add(1, Ordering::Relaxed);
@@ -326,10 +333,13 @@ impl ReplyingTemplate {
                 pending.retain(|_, waiting| !waiting.is_done());
             }
             if pending.len() >= limit {
-                result.set_error_result(ReplyError::Overloaded {
-                    limit,
-                    retry_after: DEFAULT_RETRY_AFTER,
-                });
+                result.set_error_result(
+                    ReplyError::Overloaded {
+                        limit,
+                        retry_after: DEFAULT_RETRY_AFTER,
+                    }
+                    .into(),
+                );
                 return result;
             }
             pending.insert(correlation_id.clone(), Box::new(result.clone()));
@@ -350,7 +360,7 @@ impl ReplyingTemplate {
         };
         if let Err(error) = inner.enqueue(&envelope).await {
             inner.lock().remove(&correlation_id);
-            result.set_error_result(error);
+            result.set_error_result(error.into());
         }
         result
     }

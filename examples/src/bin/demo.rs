@@ -6,17 +6,22 @@
 //!
 //! Serves on `127.0.0.1:8080`; the port comes from `--port N` (or `--port=N`), else the `PORT`
 //! environment variable, else 8080. `--redis URL` (or `REDIS_URL`) makes it one instance of a
-//! cluster: any number of instances on one Redis share one order desk. The server's limits (header read, keep-alive and send
-//! timeouts, the connection limit) take flags and variables too: see
+//! cluster: any number of instances on one Redis share one order desk. `--role web` serves
+//! only the HTTP side and `--role worker` runs only the fulfilment worker and the invoice
+//! renderer (no port); the default `all` runs both. The server's limits (header read,
+//! keep-alive and send timeouts, the connection limit) take flags and variables too: see
 //! [`async_mvc_examples::cli`]. Logs go to stderr; `RUST_LOG` overrides the default filter.
 //! Ctrl+C answers the waiting long polls with `304`, ends the open event streams and feeds, and
 //! shuts down gracefully.
 
 use std::{net::SocketAddr, process::ExitCode};
 
+use std::sync::Arc;
+
+use async_mvc::cluster::MessageBroker;
 use async_mvc_examples::{
-    cli::{self, USAGE},
-    order_desk::{DemoConfig, OrderDesk},
+    cli::{self, Role, USAGE},
+    order_desk::{DemoConfig, OrderDesk, Workers},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +56,36 @@ async fn main() -> ExitCode {
         Ok(files) => tracing::debug!(files, "open-file limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
+    let broker: Option<Arc<dyn MessageBroker>> = match &args.redis {
+        None => None,
+        Some(url) => match async_mvc_redis::RedisBroker::builder(url.as_str())
+            .namespace("order-desk")
+            .outbox(args.redis_outbox.unwrap_or(async_mvc_redis::DEFAULT_OUTBOX))
+            .connect()
+            .await
+        {
+            Ok(broker) => {
+                tracing::info!(%url, role = ?args.role, "order desk on a cluster");
+                Some(Arc::new(broker))
+            }
+            Err(error) => {
+                eprintln!("cannot connect to redis at {url}: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let (Role::Worker, Some(broker)) = (args.role, &broker) {
+        // The other application: packs, ships and renders invoices; no HTTP port.
+        let workers = Workers::standalone(broker, &DemoConfig::default());
+        println!(
+            "Order desk worker on {}  (Ctrl+C to stop)",
+            args.redis.as_deref().unwrap_or_default()
+        );
+        terminate_requested().await;
+        tracing::info!("shutting down: finishing the jobs in progress");
+        workers.shutdown().await;
+        return ExitCode::SUCCESS;
+    }
     let listener =
         match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
             Ok(listener) => listener,
@@ -64,24 +99,10 @@ async fn main() -> ExitCode {
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], port)));
     println!("Order desk listening on http://{address}/  (Ctrl+C to stop)");
 
-    let desk = match &args.redis {
-        None => OrderDesk::new(DemoConfig::default()),
-        Some(url) => {
-            // One instance of a cluster: orders live in Redis, every instance applies them.
-            let broker = match async_mvc_redis::RedisBroker::builder(url.as_str())
-                .namespace("order-desk")
-                .connect()
-                .await
-            {
-                Ok(broker) => broker,
-                Err(error) => {
-                    eprintln!("cannot connect to redis at {url}: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            tracing::info!(%url, "order desk on a cluster");
-            OrderDesk::clustered(DemoConfig::default(), broker.into())
-        }
+    let desk = match (broker, args.role) {
+        (None, _) => OrderDesk::new(DemoConfig::default()),
+        (Some(broker), Role::Web) => OrderDesk::web(DemoConfig::default(), broker),
+        (Some(broker), _) => OrderDesk::clustered(DemoConfig::default(), broker),
     };
     // Ctrl+C or SIGTERM: the async manager answers every long poll (304, its timeout result),
     // ends every stream, refuses new async requests (a reconnecting EventSource gets 204), and

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_mvc::{prelude::*, AsyncError, LastEventId, ReactiveStream, SseEmitter};
+use async_mvc::{
+    cluster::ReplyingTemplate, prelude::*, AsyncError, DeferredResult, LastEventId, ReactiveStream,
+    SseEmitter,
+};
 use axum::{
     extract::{Path, Query},
     http::{
@@ -22,8 +25,8 @@ use serde::Deserialize;
 use super::{
     config::{DEFAULT_INVOICE_HASH_ROUNDS, DEFAULT_INVOICE_TIMEOUT},
     receipt::{self, Receipt},
-    ApiError, Fulfilment, Invoice, InvoiceTask, NewOrder, Order, OrderEvent, OrderLongPoll,
-    OrderStore, Replica,
+    ApiError, Fulfilment, Invoice, InvoiceAnswer, InvoiceJob, InvoiceTask, NewOrder, Order,
+    OrderEvent, OrderLongPoll, OrderStore, Replica,
 };
 
 /// The long poll's timeout when the client names none: 30 s.
@@ -85,6 +88,8 @@ pub struct OrdersController {
     /// Set on a cluster: writes go through the broker, and the store is this instance's
     /// replica of it.
     replica: Option<Replica>,
+    /// Set on a cluster: invoices are rendered by the workers of this queue.
+    invoices: Option<ReplyingTemplate>,
     fulfilment: Fulfilment,
     invoice_timeout: Duration,
     invoice_hash_rounds: u32,
@@ -97,6 +102,7 @@ impl OrdersController {
         OrdersController {
             store,
             replica: None,
+            invoices: None,
             fulfilment,
             invoice_timeout: DEFAULT_INVOICE_TIMEOUT,
             invoice_hash_rounds: DEFAULT_INVOICE_HASH_ROUNDS,
@@ -104,10 +110,11 @@ impl OrdersController {
     }
 
     /// On a cluster: places orders and appends statuses through `replica`, whose store this
-    /// controller's is.
+    /// controller's is, and has invoices rendered by the workers of `invoices`' queue.
     #[must_use]
-    pub fn clustered(mut self, replica: Replica) -> Self {
+    pub fn clustered(mut self, replica: Replica, invoices: ReplyingTemplate) -> Self {
         self.replica = Some(replica);
+        self.invoices = Some(invoices);
         self
     }
 
@@ -149,7 +156,7 @@ impl OrdersController {
             Some(replica) => replica.create(item).await.map_err(broker_unavailable)?,
         };
         tracing::info!(id = %order.id, item = %order.item, "order placed");
-        self.fulfilment.submit(&order.id);
+        self.fulfilment.submit(&order.id).await;
         let location = format!("/api/orders/{}", order.id);
         Ok((StatusCode::CREATED, [(LOCATION, location)], Json(order)))
     }
@@ -248,11 +255,28 @@ impl OrdersController {
     /// executor, as a [`WebAsyncTask`] with the configured timeout. `200` with the [`Invoice`];
     /// `404` for an unknown order (checked before any work is submitted); `503` with
     /// `Retry-After` when the executor is busy, `503` when the timeout fires (the rendering
-    /// loop is cancelled).
+    /// loop is cancelled). On a cluster a worker renders it (request/reply through the
+    /// broker): the same answers, and `503` with `Retry-After` at once when no worker runs.
     #[post("/orders/{id}/invoice")]
-    pub async fn invoice(&self, Path(id): Path<String>) -> Result<InvoiceTask, ApiError> {
+    pub async fn invoice(&self, Path(id): Path<String>) -> Result<InvoiceAnswer, ApiError> {
         self.ensure(&id).await;
         let order = self.store.get(&id).ok_or(ApiError::NotFound(id))?;
+        if let Some(invoices) = &self.invoices {
+            let timeout = self.invoice_timeout;
+            let job = InvoiceJob {
+                id: order.id.clone(),
+            };
+            let reply: DeferredResult<Invoice, ApiError> =
+                invoices.send_and_receive(&job, timeout).await;
+            let (late, id) = (reply.clone(), order.id);
+            reply.on_timeout(move || {
+                late.set_error_result(ApiError::Unavailable(format!(
+                    "the invoice of order `{id}` was not ready within {} ms",
+                    timeout.as_millis()
+                )));
+            });
+            return Ok(InvoiceAnswer::Cluster(reply));
+        }
         let rounds = self.invoice_hash_rounds;
         let timeout = self.invoice_timeout;
         let (timed_out_id, failed_id, completed_id) =
@@ -299,7 +323,7 @@ impl OrdersController {
                 "invoice request completed"
             );
         });
-        Ok(task)
+        Ok(InvoiceAnswer::Local(task))
     }
 }
 

@@ -2,10 +2,16 @@
 
 use std::sync::{Arc, OnceLock};
 
-use async_mvc::{cluster::MessageBroker, AsyncManager, ConnectionStats, RouterExt};
+use async_mvc::{
+    cluster::{MessageBroker, ReplyingTemplate},
+    AsyncManager, ConnectionStats, RouterExt,
+};
 use axum::{routing::get, Json, Router};
 
-use super::{page, DemoConfig, Fulfilment, OrderStore, OrdersController, Replica};
+use super::{
+    page, DemoConfig, Fulfilment, OrderStore, OrdersController, Replica, Workers, FULFILMENT_QUEUE,
+    INVOICE_QUEUE,
+};
 
 /// The order desk's router together with handles tests and operators may want: the store, the
 /// async manager (for its metrics) and [`drop_streams`](Self::drop_streams).
@@ -15,6 +21,16 @@ pub struct OrderDesk {
     store: OrderStore,
     manager: AsyncManager,
     connections: Arc<OnceLock<ConnectionStats>>,
+    /// The workers this process runs on a cluster (`--role all`); they stop with the last
+    /// clone.
+    workers: Option<Arc<Workers>>,
+}
+
+/// Which parts of a cluster instance run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    WebAndWorkers,
+    Web,
 }
 
 impl OrderDesk {
@@ -27,24 +43,45 @@ impl OrderDesk {
         Self::assemble(config, None)
     }
 
-    /// The order desk as one instance of a cluster on `broker`: orders live in the broker's
-    /// history and every instance applies it (see [`Replica`]); any number of instances on one
-    /// broker share one desk. The fulfilment worker of the instance that placed an order
-    /// advances it.
+    /// The order desk as one instance of a cluster on `broker`, running the HTTP side and the
+    /// [`Workers`] (`--role all`): orders live in the broker's history and every instance
+    /// applies it (see [`Replica`]); any number of instances on one broker share one desk.
+    /// Each order is packed and shipped once, by whichever worker of the cluster takes its
+    /// job; invoices are rendered by the cluster's workers (request/reply).
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub fn clustered(config: DemoConfig, broker: Arc<dyn MessageBroker>) -> Self {
-        Self::assemble(config, Some(broker))
+        Self::assemble(config, Some((broker, Part::WebAndWorkers)))
     }
 
-    fn assemble(config: DemoConfig, broker: Option<Arc<dyn MessageBroker>>) -> Self {
+    /// The HTTP side of a cluster instance only (`--role web`): fulfilment and invoices go to
+    /// the workers of other processes (`--role worker`, [`Workers::standalone`]); with none
+    /// running, an invoice is answered `503` with `Retry-After` at once.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn web(config: DemoConfig, broker: Arc<dyn MessageBroker>) -> Self {
+        Self::assemble(config, Some((broker, Part::Web)))
+    }
+
+    fn assemble(config: DemoConfig, cluster: Option<(Arc<dyn MessageBroker>, Part)>) -> Self {
         let store = OrderStore::new();
-        let replica = broker.map(|broker| Replica::start(broker, store.clone()));
-        let fulfilment = match &replica {
+        let mut workers = None;
+        let mut clustered = None;
+        let fulfilment = match cluster {
             None => Fulfilment::spawn(store.clone(), &config),
-            Some(replica) => Fulfilment::spawn_clustered(replica.clone(), &config),
+            Some((broker, part)) => {
+                let replica = Replica::start(Arc::clone(&broker), store.clone());
+                if part == Part::WebAndWorkers {
+                    workers = Some(Arc::new(Workers::start(&broker, &replica, &config)));
+                }
+                let invoices = ReplyingTemplate::new(Arc::clone(&broker), INVOICE_QUEUE);
+                clustered = Some((replica, invoices));
+                Fulfilment::queued(ReplyingTemplate::new(broker, FULFILMENT_QUEUE))
+            }
         };
         let manager = AsyncManager::new(
             config
@@ -55,8 +92,12 @@ impl OrderDesk {
         let mut controller = OrdersController::new(store.clone(), fulfilment)
             .invoice_timeout(config.invoice_timeout)
             .invoice_hash_rounds(config.invoice_hash_rounds);
-        if let Some(replica) = replica {
-            controller = controller.clustered(replica);
+        // On a cluster `/api/metrics` adds `cluster`: the invoice requests, the long polls
+        // waiting here and this process's workers.
+        let mut cluster_metrics = None;
+        if let Some((replica, invoices)) = clustered {
+            cluster_metrics = Some((replica.clone(), invoices.clone(), workers.clone()));
+            controller = controller.clustered(replica, invoices);
         }
         let metrics = manager.clone();
         let connections: Arc<OnceLock<ConnectionStats>> = Arc::default();
@@ -76,6 +117,22 @@ impl OrderDesk {
                             serde_json::to_value(stats.snapshot()).unwrap_or_default(),
                         );
                     }
+                    if let (Some((replica, invoices, workers)), Some(fields)) =
+                        (&cluster_metrics, body.as_object_mut())
+                    {
+                        let workers = workers.as_ref().map(|workers| {
+                            let (fulfilment, invoices) = workers.metrics();
+                            serde_json::json!({ "fulfilment": fulfilment, "invoices": invoices })
+                        });
+                        fields.insert(
+                            "cluster".to_owned(),
+                            serde_json::json!({
+                                "invoice_requests": invoices.metrics(),
+                                "long_polls_waiting": replica.waiting(),
+                                "workers": workers,
+                            }),
+                        );
+                    }
                     std::future::ready(Json(body))
                 }),
             )
@@ -86,7 +143,13 @@ impl OrderDesk {
             store,
             manager,
             connections,
+            workers,
         }
+    }
+
+    /// The workers this process runs on a cluster ([`clustered`](Self::clustered)).
+    pub fn workers(&self) -> Option<&Workers> {
+        self.workers.as_deref()
     }
 
     /// The routes, ready for `axum::serve`.

@@ -15,6 +15,27 @@ use super::{ApiError, Order};
 /// [`ApiError::Unavailable`] (`503`) when its timeout fires.
 pub type InvoiceTask = WebAsyncTask<Result<Json<Invoice>, ApiError>>;
 
+/// What `POST /api/orders/{id}/invoice` returns: on one process an [`InvoiceTask`] on this
+/// process's executor; on a cluster a request/reply to a worker
+/// ([`ReplyingTemplate::send_and_receive`](async_mvc::cluster::ReplyingTemplate::send_and_receive)).
+/// Both answer the same JSON, and `503` when the invoice is not ready in time.
+#[derive(Debug)]
+pub enum InvoiceAnswer {
+    /// Rendered here.
+    Local(InvoiceTask),
+    /// Rendered by a worker.
+    Cluster(async_mvc::DeferredResult<Invoice, ApiError>),
+}
+
+impl axum::response::IntoResponse for InvoiceAnswer {
+    fn into_response(self) -> axum::response::Response {
+        match self {
+            InvoiceAnswer::Local(task) => task.into_response(),
+            InvoiceAnswer::Cluster(reply) => reply.into_response(),
+        }
+    }
+}
+
 /// The VAT rate applied to every invoice, in percent.
 const VAT_PERCENT: u64 = 20;
 
@@ -43,6 +64,13 @@ pub struct Invoice {
     /// The SHA-256 of the UTF-8 bytes of [`invoice`](Self::invoice), as 64 lowercase hex
     /// digits.
     pub sha256: String,
+}
+
+/// `200` with the invoice as JSON: what a worker's reply becomes on a cluster.
+impl axum::response::IntoResponse for Invoice {
+    fn into_response(self) -> axum::response::Response {
+        Json(self).into_response()
+    }
 }
 
 impl Invoice {

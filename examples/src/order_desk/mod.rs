@@ -81,6 +81,7 @@ mod controller;
 mod desk;
 mod error;
 mod invoice;
+mod jobs;
 mod long_poll;
 mod order;
 mod page;
@@ -93,7 +94,8 @@ pub use config::{DemoConfig, DEFAULT_INVOICE_HASH_ROUNDS, DEFAULT_INVOICE_TIMEOU
 pub use controller::{NextQuery, OrdersController};
 pub use desk::{app, OrderDesk};
 pub use error::ApiError;
-pub use invoice::{Invoice, InvoiceTask};
+pub use invoice::{Invoice, InvoiceAnswer, InvoiceTask};
+pub use jobs::{FulfilJob, InvoiceJob, Workers, FULFILMENT_QUEUE, INVOICE_QUEUE};
 pub use long_poll::{OrderLongPoll, Polled};
 pub use order::{NewOrder, Order, OrderEvent, MAX_ITEM_CHARS, MAX_STATUS_CHARS};
 pub use page::INDEX_HTML;

@@ -235,6 +235,11 @@ impl Replica {
         Some(self.inner.polls.wait(key, timeout, Polled::NotModified))
     }
 
+    /// This instance's copy of the orders.
+    pub fn store(&self) -> &OrderStore {
+        &self.inner.store
+    }
+
     /// How many long polls wait on this instance.
     pub fn waiting(&self) -> usize {
         self.inner.polls.waiting()
