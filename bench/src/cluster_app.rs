@@ -9,12 +9,17 @@
 //! | `GET /w6/events` | `ClusteredSseBroadcaster::subscribe("w6", None)` |
 //! | `GET /w6/subscribers` | how many subscribe on this instance |
 //! | `POST /w6/publish?n=N&every_ms=T` | a background task sends `N` events, one every `T` ms; each event's data is the ns at which it was sent |
+//! | `GET /w6/rr/{n}` | W6c: `ReplyingTemplate::send_and_receive(n, 5 s)` to the queue `w6`, answered by a `JobListener` (in this process with `--worker`, or another): `n` |
+//! | `GET /w6/task/{n}` | W6c's baseline: a `WebAsyncTask` on this process's executor: `n` |
 
 use std::{sync::Arc, time::Duration};
 
 use async_mvc::{
-    cluster::{ClusteredSseBroadcaster, DeferredResultRegistry, MessageBroker},
-    AsyncConfig, DeferredResult, RouterExt, SseEmitter, SseEvent,
+    cluster::{
+        ClusteredSseBroadcaster, DeferredResultRegistry, JobListener, JobListenerHandle,
+        MessageBroker, ReplyError, ReplyingTemplate,
+    },
+    AsyncConfig, DeferredResult, RouterExt, SseEmitter, SseEvent, WebAsyncTask,
 };
 use axum::{
     extract::{Path, RawQuery, State},
@@ -29,22 +34,39 @@ use crate::clock;
 /// W6's long polls wait this long at most: longer than any hold.
 const WAIT: Duration = Duration::from_secs(120);
 
+/// W6c's request/reply timeout.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// W6c's worker: jobs at once (more than the 512 concurrent requests of its largest run).
+const WORKER_CONCURRENCY: usize = 1_024;
+
 #[derive(Clone)]
 struct W6 {
     registry: DeferredResultRegistry<u64, String>,
     hub: ClusteredSseBroadcaster,
+    replies: ReplyingTemplate,
+    /// W6c's worker, when this process runs one; it stops with the router.
+    _worker: Option<Arc<JobListenerHandle>>,
 }
 
-/// The W6 router on `broker`.
+/// The W6 router on `broker`; with `worker`, this process also answers W6c's jobs.
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime.
-pub fn router(broker: Arc<dyn MessageBroker>) -> Router {
+pub fn router(broker: Arc<dyn MessageBroker>, worker: bool) -> Router {
+    let worker = worker.then(|| {
+        Arc::new(
+            JobListener::new(Arc::clone(&broker), "w6", "w6")
+                .concurrency(WORKER_CONCURRENCY)
+                .run(|n: u64| async move { Ok::<_, String>(n.to_string()) }),
+        )
+    });
     let state = W6 {
         registry: DeferredResultRegistry::new(Arc::clone(&broker), "w6"),
+        replies: ReplyingTemplate::new(Arc::clone(&broker), "w6"),
         hub: ClusteredSseBroadcaster::new(broker, "w6")
             .subscriber_settings(SseEmitter::builder().no_timeout().no_heartbeat()),
+        _worker: worker,
     };
     Router::new()
         .route("/w6/wait/{key}", get(wait))
@@ -53,6 +75,8 @@ pub fn router(broker: Arc<dyn MessageBroker>) -> Router {
         .route("/w6/events", get(events))
         .route("/w6/subscribers", get(subscribers))
         .route("/w6/publish", post(publish))
+        .route("/w6/rr/{n}", get(request_reply))
+        .route("/w6/task/{n}", get(task))
         .with_state(state)
         .async_support(AsyncConfig::new())
 }
@@ -67,6 +91,17 @@ fn param(query: Option<&str>, name: &str, default: u64) -> u64 {
 
 async fn wait(State(w6): State<W6>, Path(key): Path<u64>) -> DeferredResult<String> {
     w6.registry.wait(key, WAIT, String::new())
+}
+
+async fn request_reply(
+    State(w6): State<W6>,
+    Path(n): Path<u64>,
+) -> DeferredResult<String, ReplyError> {
+    w6.replies.send_and_receive(&n, REPLY_TIMEOUT).await
+}
+
+async fn task(Path(n): Path<u64>) -> WebAsyncTask<String> {
+    WebAsyncTask::new(move || n.to_string()).timeout(REPLY_TIMEOUT)
 }
 
 async fn count(State(w6): State<W6>) -> String {

@@ -37,6 +37,7 @@ pub fn main() {
     let mut serve_path = ServePath::Axum;
     let mut send_timeout = None;
     let mut cluster = None;
+    let mut worker = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -49,6 +50,8 @@ pub fn main() {
                 }
             }
             "--cluster" => cluster = args.next(),
+            // With `--cluster`: also run W6c's `JobListener`.
+            "--worker" => worker = true,
             "--send-timeout-ms" => {
                 send_timeout = args
                     .next()
@@ -87,7 +90,7 @@ pub fn main() {
         // `--cluster memory|redis://…`: W6's app on that broker.
         let router = match cluster.as_deref() {
             None => apps::app(imp).0,
-            Some("memory") => crate::cluster_app::router(Arc::new(InMemoryBroker::new())),
+            Some("memory") => crate::cluster_app::router(Arc::new(InMemoryBroker::new()), worker),
             Some(url) => {
                 let broker = async_mvc_redis::RedisBroker::builder(url)
                     .namespace("bench")
@@ -97,7 +100,7 @@ pub fn main() {
                 while !broker.metrics().subscribed {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                crate::cluster_app::router(broker.into())
+                crate::cluster_app::router(broker.into(), worker)
             }
         };
         // Stop when the orchestrator closes our stdin (or dies).

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::reply::DEFAULT_REPLY_RETENTION;
+
 /// A job on its queue.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct JobEnvelope {
@@ -25,10 +27,29 @@ pub(super) struct JobEnvelope {
     pub(super) job: serde_json::Value,
 }
 
+/// How long past its request's expiry a reply is still kept: for a requester that reads it
+/// after an outage, and a redelivered job answered from it.
+const RETAINED_PAST_EXPIRY: Duration = Duration::from_secs(5);
+
 impl JobEnvelope {
     /// Whether the requester has stopped waiting.
     pub(super) fn expired(&self) -> bool {
         self.expires_at_ms.is_some_and(|at| at < now_ms())
+    }
+
+    /// How long to keep the reply: the requester's retention, but no longer than
+    /// [`RETAINED_PAST_EXPIRY`] after the request expires — a reply nobody waits for is not
+    /// kept, so the broker holds replies for about the requests in flight (at least 1 ms).
+    pub(super) fn retention(&self) -> Duration {
+        let asked = self
+            .retain_ms
+            .map_or(DEFAULT_REPLY_RETENTION, Duration::from_millis);
+        let until_expiry = self
+            .expires_at_ms
+            .map(|at| Duration::from_millis(at.saturating_sub(now_ms())) + RETAINED_PAST_EXPIRY);
+        until_expiry
+            .map_or(asked, |left| asked.min(left))
+            .max(Duration::from_millis(1))
     }
 }
 

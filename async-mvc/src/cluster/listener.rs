@@ -21,7 +21,6 @@ use super::{
     broker::MessageBroker,
     envelope::{alive_key, reply_key, unique_id, JobEnvelope, ReplyBody},
     queue::{Job, JobConsumer},
-    reply::DEFAULT_REPLY_RETENTION,
 };
 use crate::guard;
 
@@ -376,6 +375,7 @@ async fn work_one(state: Arc<State>, work: Work, job: Job, _permit: OwnedSemapho
         }
     }
     state.in_progress().insert(job.id.clone());
+    let retain = envelope.retention();
     let reply = work(envelope.job).await;
     state.processed.fetch_add(1, Ordering::Relaxed);
     if matches!(reply, ReplyBody::Err(_)) {
@@ -391,9 +391,6 @@ async fn work_one(state: Arc<State>, work: Work, job: Job, _permit: OwnedSemapho
         Some((correlation_id, reply_to)) => match serde_json::to_vec(&reply) {
             Ok(bytes) => {
                 let bytes = Bytes::from(bytes);
-                let retain = envelope
-                    .retain_ms
-                    .map_or(DEFAULT_REPLY_RETENTION, Duration::from_millis);
                 let key = reply_key(&state.queue, correlation_id);
                 if let Err(error) = state.broker.put(&key, bytes.clone(), retain).await {
                     tracing::warn!(%error, queue = %state.queue, "cannot retain a reply");

@@ -224,3 +224,92 @@ impl fmt::Debug for MemoryConsumer {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::cluster::{InMemoryBroker, MessageBroker};
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap_or_else(|error| panic!("{error}"))
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_group_shares_jobs_and_claims_only_untouched_ones() {
+        block_on(async {
+            let broker = InMemoryBroker::new();
+            for n in 0..3u8 {
+                let id = broker.enqueue("q", Bytes::from(vec![n]), 10).await;
+                assert!(id.is_ok());
+            }
+            let mut a = broker
+                .consumer("q", "g", "a")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut b = broker
+                .consumer("q", "g", "b")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let taken = a.read(2, Duration::ZERO).await.unwrap_or_default();
+            let rest = b.read(5, Duration::ZERO).await.unwrap_or_default();
+            let payloads: Vec<u8> = taken
+                .iter()
+                .chain(&rest)
+                .map(|job| job.payload[0])
+                .collect();
+            assert_eq!(
+                payloads,
+                [0, 1, 2],
+                "each job to one consumer of the group, in order"
+            );
+
+            // Nothing idle yet; a's first job touched, its second acknowledged... then idle.
+            assert!(b
+                .claim(Duration::from_millis(50), 10)
+                .await
+                .unwrap_or_default()
+                .is_empty());
+            let _ = broker.ack("q", "g", &taken[1].id).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let _ = broker.touch("q", "g", "a", &[taken[0].id.clone()]).await;
+            let claimed = b
+                .claim(Duration::from_millis(50), 10)
+                .await
+                .unwrap_or_default();
+            // b's own job (2) is idle too; a's touched job is not; a's acknowledged one is gone.
+            let ids: Vec<&str> = claimed.iter().map(|job| job.id.as_str()).collect();
+            assert_eq!(ids, [rest[0].id.as_str()]);
+            assert!(claimed.iter().all(|job| job.redelivered));
+        });
+    }
+
+    #[test]
+    fn a_read_waits_for_a_job_at_most_its_block_time() {
+        block_on(async {
+            let broker = InMemoryBroker::new();
+            let mut consumer = broker
+                .consumer("q", "g", "c")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let none = consumer.read(1, Duration::from_millis(20)).await;
+            assert_eq!(none.map(|jobs| jobs.len()), Ok(0));
+            let later = broker.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let _ = later.enqueue("q", Bytes::from_static(b"x"), 10).await;
+            });
+            let one = consumer
+                .read(1, Duration::from_secs(5))
+                .await
+                .unwrap_or_default();
+            assert_eq!(one.len(), 1);
+        });
+    }
+}

@@ -33,8 +33,9 @@ pub const DEFAULT_MAX_OUTSTANDING: usize = 10_000;
 /// How many jobs a queue keeps (Redis: `MAXLEN ~`), unless
 /// [`queue_max_len`](ReplyingTemplate::queue_max_len) says otherwise: 100,000.
 pub const DEFAULT_QUEUE_MAX_LEN: usize = 100_000;
-/// How long a reply is kept in the broker, for a requester that missed it during an outage and
-/// for a worker that receives the job again: 60 s.
+/// How long a reply is kept in the broker at most, for a requester that missed it during an
+/// outage and for a worker that receives the job again: 60 s — and never more than 5 s past its
+/// request's timeout, so the broker holds about one reply per request in flight.
 pub const DEFAULT_REPLY_RETENTION: Duration = Duration::from_secs(60);
 /// How long a "some worker is alive" answer is trusted before the broker is asked again.
 const ALIVE_CACHE: Duration = Duration::from_millis(250);

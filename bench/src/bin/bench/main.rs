@@ -125,9 +125,9 @@ const W2_COMPLETIONS_PER_MS: usize = 10;
 /// and measure the timer, not a CPU saturated by thousands of simultaneous writes.
 const W3_OPENS_PER_SECOND: u64 = 5_000;
 
-const WORKLOADS: [&str; 16] = [
+const WORKLOADS: [&str; 19] = [
     "W1", "W2", "W2b", "W3", "W3b", "W4", "W5", "W1s", "W2s", "W7", "W8", "W8m", "W8j", "W6a",
-    "W6b", "W6b2",
+    "W6b", "W6b2", "W6c1", "W6c64", "W6c512",
 ];
 
 /// W6b2's subscriptions per HTTP/2 connection (100 connections for 3,000 subscribers would be
@@ -159,7 +159,7 @@ fn parse_options() -> Options {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m,W8j,W6a,W6b,W6b2]"
+                    "usage: bench [--smoke] [--runs N] [--subscribers N] [--only W1,W2,W2b,W3,W3b,W4,W5,W1s,W2s,W7,W8,W8m,W8j,W6a,W6b,W6b2,W6c1,W6c64,W6c512]"
                 );
                 std::process::exit(0);
             }
@@ -249,6 +249,9 @@ fn main() {
                     "W8" | "W8m" | "W8j" => runtime.block_on(w8(&launch, &sizes)),
                     "W6a" => runtime.block_on(w6a(&binaries, imp, &sizes)),
                     "W6b" => runtime.block_on(w6b(&binaries, imp, &sizes, None)),
+                    "W6c1" => runtime.block_on(w6c(&binaries, imp, &sizes, 1)),
+                    "W6c64" => runtime.block_on(w6c(&binaries, imp, &sizes, 64)),
+                    "W6c512" => runtime.block_on(w6c(&binaries, imp, &sizes, 512)),
                     "W6b2" => runtime.block_on(w6b(
                         &binaries,
                         imp,
@@ -984,6 +987,59 @@ async fn w6b(
     ]))
 }
 
+/// W6c: request/reply round trips at `concurrency` requests in flight (closed loop, one
+/// connection each). Baseline: a `WebAsyncTask` in one process. async-mvc: a web process's
+/// `send_and_receive` through Redis to a worker process's `JobListener`.
+async fn w6c(
+    binaries: &Binaries,
+    slot: Impl,
+    sizes: &Sizes,
+    concurrency: usize,
+) -> Result<Figures, String> {
+    let (_redis, servers, path) = if slot == Impl::Baseline {
+        let launch = Launch {
+            binary: binaries.server.clone(),
+            args: vec!["--impl", "async-mvc", "--cluster", "memory"],
+        };
+        (None, vec![Server::start(&launch)?], "/w6/task/7")
+    } else {
+        let redis = Redis::start()?;
+        let url: &'static str =
+            Box::leak(format!("redis://127.0.0.1:{}/", redis.port).into_boxed_str());
+        let web = Launch {
+            binary: binaries.server.clone(),
+            args: vec!["--impl", "async-mvc", "--cluster", url],
+        };
+        let worker = Launch {
+            binary: binaries.server.clone(),
+            args: vec!["--impl", "async-mvc", "--cluster", url, "--worker"],
+        };
+        let servers = vec![Server::start(&web)?, Server::start(&worker)?];
+        (Some(redis), servers, "/w6/rr/7")
+    };
+    // The worker marks itself alive within a second of starting.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = load::raw_request(0, servers[0].port, "GET", path, None).await;
+        if probe.is_ok_and(|response| response.status == 200) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("GET {path} never answered 200"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = load::closed_loop(
+        servers[0].port,
+        path,
+        concurrency,
+        sizes.w1_warmup,
+        sizes.w1_measure,
+    )
+    .await;
+    Ok(loop_figures(&stats))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The table
 // ---------------------------------------------------------------------------------------------
@@ -1360,6 +1416,18 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
             Target::AtMost(0.0),
             "0",
         ),
+        row("W6c1", "req_s", "round trips/s", Target::None, ""),
+        row("W6c1", "p50_us", "round trip p50 µs", Target::None, ""),
+        row("W6c1", "p99_us", "round trip p99 µs", Target::None, ""),
+        row("W6c1", "errors", "errors", Target::AtMost(0.0), "0"),
+        row("W6c64", "req_s", "round trips/s", Target::None, ""),
+        row("W6c64", "p50_us", "round trip p50 µs", Target::None, ""),
+        row("W6c64", "p99_us", "round trip p99 µs", Target::None, ""),
+        row("W6c64", "errors", "errors", Target::AtMost(0.0), "0"),
+        row("W6c512", "req_s", "round trips/s", Target::None, ""),
+        row("W6c512", "p50_us", "round trip p50 µs", Target::None, ""),
+        row("W6c512", "p99_us", "round trip p99 µs", Target::None, ""),
+        row("W6c512", "errors", "errors", Target::AtMost(0.0), "0"),
     ]
 }
 
