@@ -30,7 +30,22 @@ impl DemoProcess {
         redis: &str,
         extra: &[&str],
     ) -> std::io::Result<DemoProcess> {
-        let mut child = Command::new(binary)
+        Self::start_with(Command::new(binary), role, redis, extra)
+    }
+
+    /// [`start`](Self::start) with `command` as the demo (a binary that runs
+    /// [`demo::run`](crate::demo::run) after arguments of its own, as `soak demo`).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(
+        mut command: Command,
+        role: &str,
+        redis: &str,
+        extra: &[&str],
+    ) -> std::io::Result<DemoProcess> {
+        let mut child = command
             .args(["--role", role, "--redis", redis, "--port", "0"])
             .args(extra)
             .env(

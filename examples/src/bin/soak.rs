@@ -5,6 +5,17 @@
 //!     [--concurrency C] [--seed S]
 //! ```
 //!
+//! ```text
+//! cargo run --release -p async-mvc-examples --bin soak -- --cluster [--clients N]
+//!     [--duration-s S]
+//! ```
+//!
+//! `--cluster` runs [`async_mvc_examples::soak_cluster`] instead: a real `redis-server`, two
+//! `--role web` and two `--role worker` demo processes (this binary, as `soak demo …`), mixed
+//! load (64 clients, 60 s) through a worker SIGKILL, a web SIGKILL and Redis killed for 5 s;
+//! it prints requests sent, answered, lost, cut by the web kill, duplicated, and every
+//! process's RSS before and after, and exits with 1 if anything was lost or duplicated.
+//!
 //! Serves the soak app (`async_mvc_examples::soak`) on `127.0.0.1:0`, sends `N` mixed requests
 //! a round (100,000 by default; long polls, callables, web tasks, SSE emitter and broadcaster
 //! streams, NDJSON streams; 10% of the clients disconnect mid-wait or mid-stream) with `C` in
@@ -14,15 +25,37 @@
 
 use std::process::ExitCode;
 
-use async_mvc_examples::soak::{self, SoakConfig};
+use async_mvc_examples::{
+    soak::{self, SoakConfig},
+    soak_cluster::{self, ClusterSoakConfig},
+};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str =
-    "usage: soak [--requests N] [--rounds R] [--concurrency C] [--seed S]   (defaults: 100000, 2, 256)";
+const USAGE: &str = "usage: soak [--requests N] [--rounds R] [--concurrency C] [--seed S]   (defaults: 100000, 2, 256)
+       soak --cluster [--clients N] [--duration-s S]   (defaults: 64, 60)";
+
+/// The demo's allocator, for the demo processes `--cluster` starts from this binary.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match parse(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    match args.peek().map(String::as_str) {
+        // A child process of `--cluster`: this binary as the demo.
+        Some("demo") => {
+            args.next();
+            async_mvc_examples::demo::init_logging();
+            return async_mvc_examples::demo::run(args).await;
+        }
+        Some("--cluster") => {
+            args.next();
+            return cluster(args).await;
+        }
+        _ => {}
+    }
+    let config = match parse(args) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
@@ -59,6 +92,76 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `soak --cluster`: the cluster soak, with this binary as the demo.
+async fn cluster(args: impl Iterator<Item = String>) -> ExitCode {
+    let config = match parse_cluster(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("cannot find this binary to start the demo processes");
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "soak --cluster: {} clients for {} s; redis + 2 web + 2 worker processes",
+        config.clients,
+        config.duration.as_secs()
+    );
+    let demo = || {
+        let mut command = std::process::Command::new(&me);
+        command.arg("demo");
+        command
+    };
+    match soak_cluster::run(demo, &config, |step| println!("{step}")).await {
+        Ok(report) => {
+            println!("{report}");
+            if report.failures().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("the cluster did not start: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_cluster(mut args: impl Iterator<Item = String>) -> Result<ClusterSoakConfig, String> {
+    let mut config = ClusterSoakConfig::default();
+    while let Some(arg) = args.next() {
+        let (flag, value) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), value.to_owned()),
+            None => {
+                let value = args.next().ok_or(format!("{arg} needs a value"))?;
+                (arg, value)
+            }
+        };
+        let number = value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(format!("invalid {flag} `{value}`: expected a number >= 1"))?;
+        match flag.as_str() {
+            "--clients" => config.clients = usize::try_from(number.min(4_096)).unwrap_or(64),
+            "--duration-s" => config.duration = std::time::Duration::from_secs(number.max(10)),
+            _ => return Err(format!("unknown argument `{flag}`")),
+        }
+    }
+    Ok(config)
 }
 
 /// The config from the arguments (`--flag N` or `--flag=N`), defaults otherwise.
