@@ -186,8 +186,8 @@ pub async fn run(
         DemoProcess::start_with(demo(), role, &url, &[])
             .map_err(|e| format!("demo --role {role}: {e}"))
     };
-    let mut webs = vec![start("web")?, start("web")?];
-    let mut workers = vec![start("worker")?, start("worker")?];
+    let mut webs = [start("web")?, start("web")?];
+    let mut workers = [start("worker")?, start("worker")?];
     let http = Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
