@@ -72,10 +72,11 @@ pub struct ClusterSoakReport {
     pub sent: u64,
     /// Requests answered (any status).
     pub answered: u64,
-    /// Requests with no answer (a connection error or no response in 20 s) from a process that
-    /// was not killed: must be 0.
+    /// Requests with no answer (a connection error or no response in 20 s), or event streams
+    /// that broke before their order was shipped, on a process that was not killed: must be 0.
     pub lost: u64,
-    /// Requests cut by the web instance's kill (their connections were the only loss allowed).
+    /// Requests and event streams cut by the web instance's kill (their connections are the only
+    /// loss allowed).
     pub cut_by_kill: u64,
     /// Of the answers: `503`s (timeouts, no worker, Redis down) — allowed, not lost.
     pub unavailable: u64,
@@ -467,7 +468,13 @@ async fn follow(http: &Client, counters: &Counters, webs: &Webs, id: &str, first
         if last == Some(3) || tokio::time::Instant::now() >= deadline {
             return;
         }
-        // The stream broke: resume on the survivor.
+        // The stream broke before the order was shipped: cut by the kill, or lost.
+        if on == 0 && webs.killed.load(Ordering::Relaxed) {
+            counters.cut.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        // Resume on the survivor.
         on = 1;
     }
 }
