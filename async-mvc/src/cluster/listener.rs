@@ -36,8 +36,9 @@ const READ_BLOCK: Duration = Duration::from_millis(500);
 const ALIVE_TTL: Duration = Duration::from_secs(3);
 /// How often a listener says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
-/// The longest pause after a broker error, doubled from 50 ms.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause after a broker error, doubled from 50 ms: a listener reads again within
+/// half a second of the broker's return, as the pub/sub connection resubscribes.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A worker for the jobs of `queue`, as one consumer of `group` (Spring's
 /// `@KafkaListener`/`@RabbitListener` with a reply, or `@JmsListener` + `@SendTo`): jobs are
