@@ -1,9 +1,16 @@
 //! [`MessageBroker`]: what the cluster features need from a broker, and nothing more.
 
-use std::{fmt, future::Future, pin::Pin, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
+use futures::{stream::BoxStream, StreamExt};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::queue::JobConsumer;
 
@@ -40,6 +47,29 @@ pub enum BrokerEvent {
     /// The connection to the broker was lost and is back: messages published meanwhile may be
     /// missing, and subscribers catch up from history (or from retained values).
     Reconnected,
+}
+
+/// Reads `subscription` in a task for as long as `owner` lives, handing each event to
+/// `on_event` with the owner: the listener of a feature's one subscription per instance. The
+/// task ends with the returned handle.
+pub(super) fn listen<T, F, Fut>(
+    mut subscription: BoxStream<'static, BrokerEvent>,
+    owner: Weak<T>,
+    on_event: F,
+) -> AbortOnDropHandle<()>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, BrokerEvent) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        while let Some(event) = subscription.next().await {
+            let Some(owner) = owner.upgrade() else {
+                return;
+            };
+            on_event(owner, event).await;
+        }
+    }))
 }
 
 /// Entries of a topic's history, from [`MessageBroker::range`].

@@ -14,11 +14,10 @@ use std::{
 
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_util::task::AbortOnDropHandle;
 
-use super::broker::{BrokerError, BrokerEvent, MessageBroker};
+use super::broker::{listen, BrokerError, BrokerEvent, MessageBroker};
 use crate::{deferred_result::DeferredResult, error::AsyncError};
 
 /// How many waiters one key may have on one instance, unless
@@ -99,21 +98,18 @@ where
         let broker = broker.into();
         let channel = format!("registry:{name}");
         let inner = Arc::new_cyclic(|weak: &Weak<Inner<K, T>>| {
-            let mut subscription = broker.subscribe(&channel);
-            let weak = weak.clone();
-            let listener = tokio::spawn(async move {
-                while let Some(event) = subscription.next().await {
-                    let Some(inner) = weak.upgrade() else {
-                        return;
-                    };
+            let listener = listen(
+                broker.subscribe(&channel),
+                weak.clone(),
+                |inner: Arc<Inner<K, T>>, event| async move {
                     match event {
                         BrokerEvent::Message(message) => {
                             inner.deliver(&message.topic, &message.payload);
                         }
                         BrokerEvent::Reconnected => inner.recover().await,
                     }
-                }
-            });
+                },
+            );
             Inner {
                 broker: Arc::clone(&broker),
                 name: name.to_owned(),
@@ -123,7 +119,7 @@ where
                 retain_ms: AtomicU64::new(0),
                 max_per_key: AtomicUsize::new(DEFAULT_MAX_WAITERS_PER_KEY),
                 completed_here: AtomicU64::new(0),
-                _listener: AbortOnDropHandle::new(listener),
+                _listener: listener,
                 _types: PhantomData,
             }
         });

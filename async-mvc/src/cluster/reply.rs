@@ -17,12 +17,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{
-    broker::{BrokerError, BrokerEvent, MessageBroker},
+    broker::{listen, BrokerError, BrokerEvent, MessageBroker},
     envelope::{alive_key, ms_after, reply_key, unique_id, JobEnvelope, ReplyBody},
 };
 use crate::{config::DEFAULT_RETRY_AFTER, deferred_result::DeferredResult};
@@ -223,21 +222,18 @@ impl ReplyingTemplate {
         let instance = unique_id();
         let reply_to = format!("replies:{queue}:{instance}");
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
-            let mut replies = broker.subscribe(&reply_to);
-            let weak = weak.clone();
-            let listener = tokio::spawn(async move {
-                while let Some(event) = replies.next().await {
-                    let Some(inner) = weak.upgrade() else {
-                        return;
-                    };
+            let listener = listen(
+                broker.subscribe(&reply_to),
+                weak.clone(),
+                |inner: Arc<Inner>, event| async move {
                     match event {
                         BrokerEvent::Message(message) => {
                             inner.deliver(&message.topic, &message.payload);
                         }
                         BrokerEvent::Reconnected => inner.recover().await,
                     }
-                }
-            });
+                },
+            );
             Inner {
                 broker: Arc::clone(&broker),
                 queue: queue.to_owned(),
@@ -253,7 +249,7 @@ impl ReplyingTemplate {
                 replies: AtomicU64::new(0),
                 ignored: AtomicU64::new(0),
                 no_responders: AtomicU64::new(0),
-                _listener: AbortOnDropHandle::new(listener),
+                _listener: listener,
             }
         });
         ReplyingTemplate { inner }
