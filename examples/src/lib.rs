@@ -23,3 +23,4 @@ pub mod processes;
 pub mod redis_server;
 pub mod soak;
 pub mod soak_cluster;
+pub mod sse_reader;

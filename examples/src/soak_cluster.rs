@@ -22,11 +22,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::{processes::DemoProcess, redis_server::RedisServer};
+use crate::{processes::DemoProcess, redis_server::RedisServer, sse_reader::EventReader};
 
 /// How a cluster soak runs.
 #[derive(Debug, Clone)]
@@ -435,32 +434,20 @@ async fn follow(http: &Client, counters: &Counters, webs: &Webs, id: &str, first
         if response.status() != StatusCode::OK {
             break;
         }
-        let mut body = response.bytes_stream();
-        let mut buffer = Vec::new();
-        loop {
-            let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await else {
-                break;
+        let mut reader = EventReader::new(response);
+        while let Some(event) = reader.next(deadline).await {
+            let Some(version) = event.id.and_then(|id| id.parse::<u64>().ok()) else {
+                continue;
             };
-            buffer.extend_from_slice(&chunk);
-            while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                let event = String::from_utf8_lossy(&buffer[..end]).into_owned();
-                buffer.drain(..end + 2);
-                let version = event
-                    .lines()
-                    .find_map(|line| line.strip_prefix("id:"))
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if let Some(version) = version {
-                    if !seen.insert(version) {
-                        counters.duplicated.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if last.is_some_and(|last| version > last + 1) {
-                        counters
-                            .missed
-                            .fetch_add(version - last.unwrap_or(0) - 1, Ordering::Relaxed);
-                    }
-                    last = Some(last.map_or(version, |last| last.max(version)));
-                }
+            if !seen.insert(version) {
+                counters.duplicated.fetch_add(1, Ordering::Relaxed);
             }
+            if let Some(before) = last.filter(|before| version > before + 1) {
+                counters
+                    .missed
+                    .fetch_add(version - before - 1, Ordering::Relaxed);
+            }
+            last = Some(last.map_or(version, |before| before.max(version)));
             if last == Some(3) {
                 return;
             }

@@ -19,8 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_mvc_examples::{processes::DemoProcess, redis_server::RedisServer};
-use futures::StreamExt;
+use async_mvc_examples::{
+    processes::DemoProcess, redis_server::RedisServer, sse_reader::EventReader,
+};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -180,28 +181,18 @@ async fn events_until(
     until: u64,
     limit: Duration,
 ) -> Vec<(u64, Value)> {
-    let mut body = response.bytes_stream();
-    let (mut buffer, mut events) = (Vec::new(), Vec::new());
+    let mut reader = EventReader::new(response);
     let deadline = tokio::time::Instant::now() + limit;
+    let mut events = Vec::new();
     while events.last().map(|(id, _)| *id) != Some(until) {
-        let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await else {
+        let Some(event) = reader.next(deadline).await else {
             break;
         };
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-            let text = String::from_utf8(buffer[..end].to_vec()).unwrap();
-            buffer.drain(..end + 2);
-            let (mut id, mut data) = (None, None);
-            for line in text.lines() {
-                if let Some(value) = line.strip_prefix("id:") {
-                    id = value.trim().parse().ok();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data = serde_json::from_str(value).ok();
-                }
-            }
-            if let (Some(id), Some(data)) = (id, data) {
-                events.push((id, data));
-            }
+        if let (Some(id), Ok(data)) = (
+            event.id.and_then(|id| id.parse().ok()),
+            serde_json::from_str(&event.data),
+        ) {
+            events.push((id, data));
         }
     }
     events

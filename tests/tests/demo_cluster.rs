@@ -9,10 +9,12 @@
 use std::{sync::Arc, time::Duration};
 
 use async_mvc::cluster::{InMemoryBroker, MessageBroker};
-use async_mvc_examples::order_desk::{DemoConfig, OrderDesk};
+use async_mvc_examples::{
+    order_desk::{DemoConfig, OrderDesk},
+    sse_reader::EventReader,
+};
 use async_mvc_redis::RedisBroker;
 use async_mvc_tests::{client, redis::RedisServer, within, TestServer};
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -32,25 +34,16 @@ async fn json(response: reqwest::Response) -> Value {
 
 /// `id:` and `data:` of the next `n` SSE events.
 async fn events(response: reqwest::Response, n: usize) -> Vec<(u64, Value)> {
-    let mut body = response.bytes_stream();
-    let (mut buffer, mut events) = (Vec::new(), Vec::new());
+    let mut reader = EventReader::new(response);
+    let deadline = tokio::time::Instant::now() + async_mvc_tests::WAIT_LIMIT;
+    let mut events = Vec::new();
     while events.len() < n {
-        let chunk = within("events", body.next()).await.unwrap().unwrap();
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-            let text = String::from_utf8(buffer[..end].to_vec()).unwrap();
-            buffer.drain(..end + 2);
-            let (mut id, mut data) = (None, None);
-            for line in text.lines() {
-                if let Some(value) = line.strip_prefix("id:") {
-                    id = value.parse().ok();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data = serde_json::from_str(value).ok();
-                }
-            }
-            if let (Some(id), Some(data)) = (id, data) {
-                events.push((id, data));
-            }
+        let event = reader.next(deadline).await.expect("the next event");
+        if let (Some(id), Ok(data)) = (
+            event.id.and_then(|id| id.parse().ok()),
+            serde_json::from_str(&event.data),
+        ) {
+            events.push((id, data));
         }
     }
     events
