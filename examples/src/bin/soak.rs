@@ -139,22 +139,10 @@ async fn cluster(args: impl Iterator<Item = String>) -> ExitCode {
     }
 }
 
-fn parse_cluster(mut args: impl Iterator<Item = String>) -> Result<ClusterSoakConfig, String> {
+fn parse_cluster(args: impl Iterator<Item = String>) -> Result<ClusterSoakConfig, String> {
     let mut config = ClusterSoakConfig::default();
-    while let Some(arg) = args.next() {
-        let (flag, value) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), value.to_owned()),
-            None => {
-                let value = args.next().ok_or(format!("{arg} needs a value"))?;
-                (arg, value)
-            }
-        };
-        let number = value
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or(format!("invalid {flag} `{value}`: expected a number >= 1"))?;
+    for (flag, value) in flags(args)? {
+        let number = whole_number(&flag, &value, 1)?;
         match flag.as_str() {
             "--clients" => config.clients = usize::try_from(number.min(4_096)).unwrap_or(64),
             "--duration-s" => config.duration = std::time::Duration::from_secs(number.max(10)),
@@ -164,28 +152,39 @@ fn parse_cluster(mut args: impl Iterator<Item = String>) -> Result<ClusterSoakCo
     Ok(config)
 }
 
-/// The config from the arguments (`--flag N` or `--flag=N`), defaults otherwise.
-fn parse(mut args: impl Iterator<Item = String>) -> Result<SoakConfig, String> {
-    let mut config = SoakConfig::default();
+/// `--flag N` and `--flag=N` pairs, in order.
+fn flags(mut args: impl Iterator<Item = String>) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Err("Soaks the async-mvc async request kinds and checks for leaks.".to_owned());
         }
-        let (flag, value) = match arg.split_once('=') {
+        pairs.push(match arg.split_once('=') {
             Some((flag, value)) => (flag.to_owned(), value.to_owned()),
             None => {
                 let value = args.next().ok_or(format!("{arg} needs a value"))?;
                 (arg, value)
             }
-        };
-        let number = |min: u64| -> Result<u64, String> {
-            match value.trim().parse::<u64>() {
-                Ok(n) if n >= min => Ok(n),
-                _ => Err(format!(
-                    "invalid {flag} `{value}`: expected a number >= {min}"
-                )),
-            }
-        };
+        });
+    }
+    Ok(pairs)
+}
+
+/// `value` of `flag` as a whole number of at least `min`.
+fn whole_number(flag: &str, value: &str, min: u64) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!(
+            "invalid {flag} `{value}`: expected a number >= {min}"
+        )),
+    }
+}
+
+/// The config from the arguments (`--flag N` or `--flag=N`), defaults otherwise.
+fn parse(args: impl Iterator<Item = String>) -> Result<SoakConfig, String> {
+    let mut config = SoakConfig::default();
+    for (flag, value) in flags(args)? {
+        let number = |min: u64| whole_number(&flag, &value, min);
         match flag.as_str() {
             "--requests" => config.requests = number(1)?,
             "--rounds" => {
@@ -204,7 +203,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<SoakConfig, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, parse_cluster};
 
     fn args(list: &[&str]) -> impl Iterator<Item = String> {
         list.iter()
@@ -236,5 +235,15 @@ mod tests {
         assert!(parse(args(&["--requests", "0"])).is_err());
         assert!(parse(args(&["--rounds", "x"])).is_err());
         assert!(parse(args(&["--verbose", "1"])).is_err());
+    }
+
+    #[test]
+    fn cluster_flags_override_defaults() {
+        let config = parse_cluster(args(&[])).unwrap();
+        assert_eq!((config.clients, config.duration.as_secs()), (64, 60));
+        let config = parse_cluster(args(&["--clients", "8", "--duration-s=20"])).unwrap();
+        assert_eq!((config.clients, config.duration.as_secs()), (8, 20));
+        assert!(parse_cluster(args(&["--clients", "0"])).is_err());
+        assert!(parse_cluster(args(&["--requests", "5"])).is_err());
     }
 }
