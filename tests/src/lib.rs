@@ -2,6 +2,7 @@
 //! client, and bounded waits.
 
 pub mod cluster;
+pub mod faulty;
 pub mod redis;
 
 use std::{future::Future, net::SocketAddr, time::Duration};

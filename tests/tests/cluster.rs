@@ -21,7 +21,9 @@ use async_mvc::{
 use async_mvc_tests::{
     client,
     cluster::{offset, read_events, Instance},
-    eventually, within, TestServer,
+    eventually,
+    faulty::FaultyBroker,
+    within, TestServer,
 };
 use axum::{http::StatusCode, routing::get, Router};
 use futures::StreamExt;
@@ -288,134 +290,12 @@ async fn a_trimmed_or_foreign_id_replays_the_window_and_says_reset() {
     assert_eq!(response.headers()[LAST_EVENT_ID_STATUS], "recovered");
 }
 
-/// A broker whose subscriptions deliver only the messages `keep` accepts (by their number on
-/// the subscription), as pub/sub loses them while a broker connection is down: what an
-/// instance must recover from history.
-#[derive(Debug, Clone)]
-struct Lossy {
-    broker: InMemoryBroker,
-    keep: fn(usize) -> bool,
-}
-
-impl MessageBroker for Lossy {
-    fn publish(
-        &self,
-        channel: &str,
-        topic: &str,
-        payload: bytes::Bytes,
-    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.broker.publish(channel, topic, payload)
-    }
-
-    fn subscribe(
-        &self,
-        channel: &str,
-    ) -> futures::stream::BoxStream<'static, async_mvc::cluster::BrokerEvent> {
-        let seen = std::sync::atomic::AtomicUsize::new(0);
-        let keep = self.keep;
-        self.broker
-            .subscribe(channel)
-            .filter(move |_| {
-                let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                std::future::ready(keep(n))
-            })
-            .boxed()
-    }
-
-    fn append(
-        &self,
-        channel: &str,
-        topic: &str,
-        payload: bytes::Bytes,
-        max_len: usize,
-    ) -> async_mvc::cluster::BoxFuture<
-        '_,
-        Result<async_mvc::cluster::Position, async_mvc::cluster::BrokerError>,
-    > {
-        self.broker.append(channel, topic, payload, max_len)
-    }
-
-    fn range(
-        &self,
-        topic: &str,
-        after: u64,
-        limit: usize,
-    ) -> async_mvc::cluster::BoxFuture<
-        '_,
-        Result<async_mvc::cluster::History, async_mvc::cluster::BrokerError>,
-    > {
-        self.broker.range(topic, after, limit)
-    }
-
-    fn put(
-        &self,
-        key: &str,
-        value: bytes::Bytes,
-        ttl: Duration,
-    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.broker.put(key, value, ttl)
-    }
-
-    fn get(
-        &self,
-        key: &str,
-    ) -> async_mvc::cluster::BoxFuture<
-        '_,
-        Result<Option<bytes::Bytes>, async_mvc::cluster::BrokerError>,
-    > {
-        self.broker.get(key)
-    }
-
-    fn enqueue(
-        &self,
-        queue: &str,
-        job: bytes::Bytes,
-        max_len: usize,
-    ) -> async_mvc::cluster::BoxFuture<'_, Result<String, async_mvc::cluster::BrokerError>> {
-        self.broker.enqueue(queue, job, max_len)
-    }
-
-    fn consumer(
-        &self,
-        queue: &str,
-        group: &str,
-        consumer: &str,
-    ) -> async_mvc::cluster::BoxFuture<
-        '_,
-        Result<Box<dyn async_mvc::cluster::JobConsumer>, async_mvc::cluster::BrokerError>,
-    > {
-        self.broker.consumer(queue, group, consumer)
-    }
-
-    fn ack(
-        &self,
-        queue: &str,
-        group: &str,
-        id: &str,
-    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.broker.ack(queue, group, id)
-    }
-
-    fn touch(
-        &self,
-        queue: &str,
-        group: &str,
-        consumer: &str,
-        ids: &[String],
-    ) -> async_mvc::cluster::BoxFuture<'_, Result<(), async_mvc::cluster::BrokerError>> {
-        self.broker.touch(queue, group, consumer, ids)
-    }
-}
-
 #[tokio::test]
 async fn events_lost_on_the_way_are_read_from_history_in_order() {
     let shared = InMemoryBroker::new();
     let sender = ClusteredSseBroadcaster::new(shared.clone(), "notes");
     // The receiving instance's subscription loses every third message.
-    let lossy: Arc<dyn MessageBroker> = Arc::new(Lossy {
-        broker: shared,
-        keep: |n| n % 3 != 2,
-    });
+    let lossy: Arc<dyn MessageBroker> = Arc::new(FaultyBroker::lossy(shared, |n| n % 3 != 2));
     let receiver = ClusteredSseBroadcaster::new(lossy, "notes");
     let manager = AsyncManager::new(AsyncConfig::new());
     let app = Router::new()
@@ -449,10 +329,7 @@ async fn the_last_event_before_a_quiet_spell_is_found_by_the_position_check() {
     let shared = InMemoryBroker::new();
     let sender = ClusteredSseBroadcaster::new(shared.clone(), "notes");
     // Nothing arrives on the subscription at all.
-    let deaf: Arc<dyn MessageBroker> = Arc::new(Lossy {
-        broker: shared,
-        keep: |_| false,
-    });
+    let deaf: Arc<dyn MessageBroker> = Arc::new(FaultyBroker::lossy(shared, |_| false));
     let receiver = ClusteredSseBroadcaster::new(deaf, "notes");
     let app = Router::new()
         .route("/events", {

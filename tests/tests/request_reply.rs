@@ -3,7 +3,8 @@
 //! `redis-server`. The reply completes the open request; no worker → `503` + `Retry-After` at
 //! once; a handler error → `502`; a timeout → `503`; over the outstanding limit → `503`; a
 //! worker that dies mid-job has its job claimed by another, whose reply wins, and the dead
-//! one's late reply is ignored.
+//! one's late reply is ignored; a job redelivered after it was answered is answered from its
+//! retained reply, not worked again.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::{
@@ -185,6 +186,59 @@ async fn a_dead_workers_job_is_claimed(broker: Arc<dyn MessageBroker>) {
 
     release.notify_one(); // the stuck worker's late reply
     eventually("the late reply ignored", || {
+        template.metrics().ignored_replies == 1
+    })
+    .await;
+    assert_eq!(template.metrics().replies, 1);
+}
+
+/// A worker that replies but never acknowledges (it "dies" between its reply and its `XACK`):
+/// the job stays pending and another worker claims it — and answers it from the retained
+/// reply instead of working it again. Worked once, answered once; the replayed reply is
+/// ignored by the requester, who had its answer.
+#[tokio::test]
+async fn a_redelivered_job_is_answered_from_its_retained_reply_not_worked_again() {
+    let shared = InMemoryBroker::new();
+    let broker: Arc<dyn MessageBroker> = Arc::new(shared.clone());
+    let template = ReplyingTemplate::new(Arc::clone(&broker), "replays");
+    let server = TestServer::start(web(template.clone())).await;
+    let worked = Arc::new(AtomicUsize::new(0));
+    let counting = |worked: &Arc<AtomicUsize>| {
+        let worked = Arc::clone(worked);
+        move |job: Square| {
+            worked.fetch_add(1, Ordering::Relaxed);
+            async move { Ok::<_, String>((job.n * job.n).to_string()) }
+        }
+    };
+    let forgetful: Arc<dyn MessageBroker> =
+        Arc::new(async_mvc_tests::faulty::FaultyBroker::failing_acks(shared));
+    let first = JobListener::new(forgetful, "replays", "squarers")
+        .claim_idle(Duration::from_millis(200))
+        .run(counting(&worked));
+    eventually_async("the worker to listen", || {
+        let template = template.clone();
+        async move { template.has_listeners().await.unwrap() }
+    })
+    .await;
+    let answer = client()
+        .get(server.url("/square/6/0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "36");
+    drop(first); // gone, its job unacknowledged
+
+    let second = JobListener::new(Arc::clone(&broker), "replays", "squarers")
+        .claim_idle(Duration::from_millis(200))
+        .run(counting(&worked));
+    eventually("the job claimed and answered from retention", || {
+        second.metrics().replayed == 1
+    })
+    .await;
+    assert_eq!(worked.load(Ordering::Relaxed), 1, "worked once");
+    assert_eq!(second.metrics().processed, 0);
+    eventually("the replayed reply ignored", || {
         template.metrics().ignored_replies == 1
     })
     .await;
