@@ -92,3 +92,46 @@ pub(super) fn unique_id() -> String {
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(expires_at_ms: Option<u64>, retain_ms: Option<u64>) -> JobEnvelope {
+        JobEnvelope {
+            correlation_id: Some("c".to_owned()),
+            reply_to: Some("r".to_owned()),
+            expires_at_ms,
+            retain_ms,
+            job: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_reply_is_kept_no_longer_than_5_s_past_its_request() {
+        // Asked for 60 s, the request expires in 2 s: about 7 s.
+        let soon = envelope(Some(ms_after(Duration::from_secs(2))), Some(60_000));
+        let kept = soon.retention();
+        assert!(
+            kept <= Duration::from_secs(7) && kept > Duration::from_secs(6),
+            "{kept:?}"
+        );
+        // Asked for 1 s: 1 s.
+        let short = envelope(Some(ms_after(Duration::from_secs(30))), Some(1_000));
+        assert_eq!(short.retention(), Duration::from_secs(1));
+        // Expired already: just the margin.
+        let old = envelope(Some(1), None);
+        assert_eq!(old.retention(), RETAINED_PAST_EXPIRY);
+        assert!(old.expired() && !soon.expired());
+        // No expiry (a job sent without waiting): the asked retention, or the default.
+        assert_eq!(envelope(None, None).retention(), DEFAULT_REPLY_RETENTION);
+    }
+
+    #[test]
+    fn envelopes_round_trip_and_omit_what_they_lack() {
+        let sent = serde_json::to_string(&envelope(None, None)).unwrap_or_default();
+        assert_eq!(sent, r#"{"correlation_id":"c","reply_to":"r","job":null}"#);
+        let back: Result<JobEnvelope, _> = serde_json::from_str(r#"{"job":{"n":1}}"#);
+        assert!(back.is_ok_and(|e| e.correlation_id.is_none() && e.job["n"] == 1));
+    }
+}

@@ -291,6 +291,23 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_keeps_its_newest_max_len_jobs() {
+        block_on(async {
+            let broker = InMemoryBroker::new();
+            for n in 0..5u8 {
+                let _ = broker.enqueue("q", Bytes::from(vec![n]), 3).await;
+            }
+            let mut consumer = broker
+                .consumer("q", "g", "c")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let jobs = consumer.read(10, Duration::ZERO).await.unwrap_or_default();
+            let payloads: Vec<u8> = jobs.iter().map(|job| job.payload[0]).collect();
+            assert_eq!(payloads, [2, 3, 4]);
+        });
+    }
+
+    #[test]
     fn a_read_waits_for_a_job_at_most_its_block_time() {
         block_on(async {
             let broker = InMemoryBroker::new();
