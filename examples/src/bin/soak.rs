@@ -62,12 +62,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
 
     let files = soak::raise_fd_limit();
     println!(
@@ -94,6 +89,16 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Warnings and errors to stderr, unless `RUST_LOG` says otherwise.
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// `soak --cluster`: the cluster soak, with this binary as the demo.
 async fn cluster(args: impl Iterator<Item = String>) -> ExitCode {
     let config = match parse_cluster(args) {
@@ -103,12 +108,7 @@ async fn cluster(args: impl Iterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let Ok(me) = std::env::current_exe() else {
         eprintln!("cannot find this binary to start the demo processes");
         return ExitCode::FAILURE;
