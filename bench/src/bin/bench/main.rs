@@ -598,23 +598,13 @@ async fn wait_for_pending(port: u16, n: usize) -> Result<(), String> {
     Err(format!("only {last} of {n} long polls arrived in time"))
 }
 
-async fn w2(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
-    let n = sizes.w2_sockets;
-    let server = Server::start(launch)?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_fresh = server.rss();
-    let tasks = load::open_many(n, server.port, |i| format!("/w2/{i}"), None);
-    let held = wait_for_pending(server.port, n).await;
-    // Let the last connections settle before reading memory.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_held = server.rss();
-    let complete = format!("/w2/complete?per_ms={W2_COMPLETIONS_PER_MS}");
-    if let Err(e) = load::raw_request(1, server.port, "POST", &complete, None).await {
-        return Err(format!("POST /w2/complete: {e}"));
-    }
-    let results = load::join_all(tasks).await;
+/// Completion latencies (µs, receive − the ns each `200` body names as its completion time)
+/// of long polls, and how many failed or named no earlier time.
+fn completion_latency<E>(
+    results: impl IntoIterator<Item = Result<load::RawResponse, E>>,
+) -> (hdrhistogram::Histogram<u64>, u64) {
     let mut latency = load::histogram();
-    let mut errors = u64::from(held.is_err());
+    let mut errors = 0;
     for result in results {
         match result {
             Ok(response) if response.status == 200 => {
@@ -631,6 +621,25 @@ async fn w2(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
             _ => errors += 1,
         }
     }
+    (latency, errors)
+}
+
+async fn w2(launch: &Launch, sizes: &Sizes) -> Result<Figures, String> {
+    let n = sizes.w2_sockets;
+    let server = Server::start(launch)?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_fresh = server.rss();
+    let tasks = load::open_many(n, server.port, |i| format!("/w2/{i}"), None);
+    let held = wait_for_pending(server.port, n).await;
+    // Let the last connections settle before reading memory.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_held = server.rss();
+    let complete = format!("/w2/complete?per_ms={W2_COMPLETIONS_PER_MS}");
+    if let Err(e) = load::raw_request(1, server.port, "POST", &complete, None).await {
+        return Err(format!("POST /w2/complete: {e}"));
+    }
+    let (latency, failed) = completion_latency(load::join_all(tasks).await);
+    let errors = failed + u64::from(held.is_err());
     Ok(Figures::from([
         ("rss_per_pending_b", (rss_held - rss_fresh) / n as f64),
         ("rss_held_mib", rss_held / (1024.0 * 1024.0)),
@@ -899,24 +908,7 @@ async fn w6a(binaries: &Binaries, slot: Impl, sizes: &Sizes) -> Result<Figures, 
     load::raw_request(1, completer.port, "POST", &complete, None)
         .await
         .map_err(|e| format!("POST /w6/complete: {e}"))?;
-    let mut latency = load::histogram();
-    let mut errors = 0u64;
-    for result in load::join_all(tasks).await {
-        match result {
-            Ok(response) if response.status == 200 => {
-                let set_ns: u64 = String::from_utf8_lossy(&response.body)
-                    .parse()
-                    .unwrap_or(u64::MAX);
-                match response.received_ns.checked_sub(set_ns) {
-                    Some(ns) => {
-                        let _ = latency.record((ns / 1000).max(1));
-                    }
-                    None => errors += 1,
-                }
-            }
-            _ => errors += 1,
-        }
-    }
+    let (latency, errors) = completion_latency(load::join_all(tasks).await);
     Ok(Figures::from([
         ("rss_per_pending_b", (rss_held - fresh) / n as f64),
         ("p50_us", latency.value_at_quantile(0.5) as f64),
