@@ -7,15 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use super::reply::DEFAULT_REPLY_RETENTION;
 
-/// A job on its queue.
+/// A job on its queue: the requester writes it from references (`J = &job`, `S = &str`,
+/// serialised once); the worker reads the job as JSON and the texts as `String`s.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct JobEnvelope {
+pub(super) struct JobEnvelope<J = serde_json::Value, S = String> {
     /// The request's correlation id; absent for a job sent without waiting for a reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) correlation_id: Option<String>,
+    pub(super) correlation_id: Option<S>,
     /// The channel the requesting instance listens on for its replies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) reply_to: Option<String>,
+    pub(super) reply_to: Option<S>,
     /// When the requester stops waiting (ms since the Unix epoch): later, nobody reads a reply
     /// and the job is dropped unworked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,14 +25,14 @@ pub(super) struct JobEnvelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) retain_ms: Option<u64>,
     /// The application's job.
-    pub(super) job: serde_json::Value,
+    pub(super) job: J,
 }
 
 /// How long past its request's expiry a reply is still kept: for a requester that reads it
 /// after an outage, and a redelivered job answered from it.
 const RETAINED_PAST_EXPIRY: Duration = Duration::from_secs(5);
 
-impl JobEnvelope {
+impl<J, S> JobEnvelope<J, S> {
     /// Whether the requester has stopped waiting.
     pub(super) fn expired(&self) -> bool {
         self.expires_at_ms.is_some_and(|at| at < now_ms())

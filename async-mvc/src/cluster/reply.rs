@@ -309,8 +309,17 @@ impl ReplyingTemplate {
     {
         let result = DeferredResult::with_timeout(timeout);
         let inner = &self.inner;
-        let job = match serde_json::to_value(job) {
-            Ok(job) => job,
+        let n = inner.next.fetch_add(1, Ordering::Relaxed);
+        let correlation_id = format!("{}-{n:x}", inner.instance);
+        let envelope = JobEnvelope {
+            correlation_id: Some(correlation_id.as_str()),
+            reply_to: Some(inner.reply_to.as_str()),
+            expires_at_ms: Some(ms_after(timeout)),
+            retain_ms: Some(inner.retention_ms.load(Ordering::Relaxed)),
+            job,
+        };
+        let bytes = match serde_json::to_vec(&envelope) {
+            Ok(bytes) => bytes,
             Err(error) => {
                 result.set_error_result(ReplyError::Codec(error.to_string()).into());
                 return result;
@@ -320,8 +329,6 @@ impl ReplyingTemplate {
             result.set_error_result(error.into());
             return result;
         }
-        let n = inner.next.fetch_add(1, Ordering::Relaxed);
-        let correlation_id = format!("{}-{n:x}", inner.instance);
         {
             let mut pending = inner.lock();
             let limit = inner.max_outstanding.load(Ordering::Relaxed);
@@ -348,14 +355,7 @@ impl ReplyingTemplate {
                 inner.lock().remove(&leaving);
             }
         });
-        let envelope = JobEnvelope {
-            correlation_id: Some(correlation_id.clone()),
-            reply_to: Some(inner.reply_to.clone()),
-            expires_at_ms: Some(ms_after(timeout)),
-            retain_ms: Some(inner.retention_ms.load(Ordering::Relaxed)),
-            job,
-        };
-        if let Err(error) = inner.enqueue(&envelope).await {
+        if let Err(error) = inner.enqueue(bytes).await {
             inner.lock().remove(&correlation_id);
             result.set_error_result(error.into());
         }
@@ -371,15 +371,15 @@ impl ReplyingTemplate {
     /// [`ReplyError::Broker`] if the broker does not take it, [`ReplyError::Codec`] if it does
     /// not serialize.
     pub async fn send<J: Serialize + ?Sized>(&self, job: &J) -> Result<String, ReplyError> {
-        let job = serde_json::to_value(job).map_err(|e| ReplyError::Codec(e.to_string()))?;
-        let envelope = JobEnvelope {
+        let envelope: JobEnvelope<&J, &str> = JobEnvelope {
             correlation_id: None,
             reply_to: None,
             expires_at_ms: None,
             retain_ms: None,
             job,
         };
-        self.inner.enqueue(&envelope).await
+        let bytes = serde_json::to_vec(&envelope).map_err(|e| ReplyError::Codec(e.to_string()))?;
+        self.inner.enqueue(bytes).await
     }
 
     /// Whether a [`JobListener`](super::JobListener) of the queue is alive now (it marked
@@ -447,8 +447,8 @@ impl Inner {
         }
     }
 
-    async fn enqueue(&self, envelope: &JobEnvelope) -> Result<String, ReplyError> {
-        let bytes = serde_json::to_vec(envelope).map_err(|e| ReplyError::Codec(e.to_string()))?;
+    /// Puts an envelope's bytes on the queue.
+    async fn enqueue(&self, bytes: Vec<u8>) -> Result<String, ReplyError> {
         let max_len = self.queue_max_len.load(Ordering::Relaxed);
         let id = self
             .broker
