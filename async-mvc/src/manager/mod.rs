@@ -68,6 +68,8 @@ struct Inner {
     pending_shutdown: ShutdownSignal,
     /// Cancelled when the shutdown grace period is over: running tasks time out.
     grace_over: CancellationToken,
+    /// Fired with `grace_over`: what running tasks wait on (sharded, as `pending_shutdown`).
+    tasks_grace_over: ShutdownSignal,
 }
 
 #[derive(Default)]
@@ -139,6 +141,7 @@ impl AsyncManager {
                 shutdown: CancellationToken::new(),
                 pending_shutdown: ShutdownSignal::new(),
                 grace_over: CancellationToken::new(),
+                tasks_grace_over: ShutdownSignal::new(),
             }),
         }
     }
@@ -207,11 +210,17 @@ impl AsyncManager {
                     () = manager.drained() => {}
                     () = tokio::time::sleep(grace) => {}
                 }
-                manager.inner.grace_over.cancel();
+                manager.end_grace();
             });
         } else {
-            self.inner.grace_over.cancel();
+            self.end_grace();
         }
+    }
+
+    /// The shutdown grace period is over: running tasks time out.
+    fn end_grace(&self) {
+        self.inner.tasks_grace_over.fire();
+        self.inner.grace_over.cancel();
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
@@ -261,9 +270,11 @@ impl AsyncManager {
         self.inner.pending_shutdown.wait(key)
     }
 
-    /// Cancelled when the shutdown grace period is over.
-    pub(crate) fn grace_over_token(&self) -> &CancellationToken {
-        &self.inner.grace_over
+    /// Resolves once the shutdown grace period is over: for a running task to time out.
+    /// `key` (the task's address) spreads the waiters as for
+    /// [`shutdown_started`](Self::shutdown_started).
+    pub(crate) fn grace_over(&self, key: usize) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.tasks_grace_over.wait(key)
     }
 
     /// Renders an error the manager produced, through the configured mapping.

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ErrorFallback, WebAsyncTask, Work};
 use crate::{
     error::AsyncError,
+    executor::AsyncTaskExecutor,
     guard::{self, contain},
     interceptor::{
         callable_post, callable_pre, hook, hook_option, panic_response, AsyncRequest,
@@ -90,7 +91,8 @@ where
     manager.concurrent_handling_started(&request);
 
     let request = Arc::new(request);
-    let token = CancellationToken::new();
+    // Only work that asked for a token gets one.
+    let token = matches!(work, Work::Cancellable(_)).then(CancellationToken::new);
     let mut lifecycle = Lifecycle {
         _pending: pending,
         manager: manager.clone(),
@@ -102,30 +104,35 @@ where
         finished: false,
     };
     let timeout = timeout.or(manager.config().get_default_timeout());
+    // Spreads the tasks waiting for the end of a shutdown's grace period.
+    let key = Arc::as_ptr(&request) as usize;
     let outcome = match work {
         Work::Blocking(work) => {
-            let executor = executor.unwrap_or_else(|| manager.task_executor().clone());
-            let job = {
-                let (chain, request, token) = (chain, Arc::clone(&request), token.clone());
-                move || run_blocking(&chain, &request, work, token)
+            let on = Blocking {
+                manager: &manager,
+                executor,
+                timeout,
+                key,
+                chain: &chain,
+                request: &request,
             };
-            match executor.try_submit(job) {
-                Err(rejected) => Outcome::Rejected(AsyncError::Rejected {
-                    retry_after: rejected.retry_after,
-                }),
-                Ok(handle) => match within(timeout, manager.grace_over_token(), handle).await {
-                    Ok(Ok(result)) => Outcome::Done(result),
-                    // `run_blocking` catches panics itself; this is the executor's backstop.
-                    Ok(Err(panicked)) => Outcome::Done(Err(AsyncError::TaskPanicked {
-                        message: panicked.message,
-                    })),
-                    Err(after) => Outcome::TimedOut(after),
-                },
-            }
+            on.run(work).await
+        }
+        Work::Cancellable(work) => {
+            let on = Blocking {
+                manager: &manager,
+                executor,
+                timeout,
+                key,
+                chain: &chain,
+                request: &request,
+            };
+            let token = token.clone().unwrap_or_default();
+            on.run(move || work(token)).await
         }
         Work::Future(work) => match within(
             timeout,
-            manager.grace_over_token(),
+            manager.grace_over(key),
             run_future(&chain, &request, work),
         )
         .await
@@ -156,7 +163,9 @@ where
                 timeout_ms = after.as_millis() as u64,
                 "async task timed out"
             );
-            token.cancel();
+            if let Some(token) = &token {
+                token.cancel();
+            }
             // A panicking `on_timeout` is the result: `500`.
             on_timeout
                 .map(|fallback| match contain("on_timeout", fallback) {
@@ -176,18 +185,60 @@ where
     response
 }
 
+/// Where and how a task's blocking work runs.
+struct Blocking<'a> {
+    manager: &'a AsyncManager,
+    /// The task's own executor, else the manager's.
+    executor: Option<AsyncTaskExecutor>,
+    timeout: Option<Duration>,
+    key: usize,
+    chain: &'a Chain,
+    request: &'a Arc<AsyncRequest>,
+}
+
+impl Blocking<'_> {
+    /// Submits `work` and waits for it, the timeout or the end of a shutdown's grace period.
+    async fn run<T, W>(self, work: W) -> Outcome
+    where
+        T: IntoResponse,
+        W: FnOnce() -> T + Send + 'static,
+    {
+        let executor = self
+            .executor
+            .unwrap_or_else(|| self.manager.task_executor().clone());
+        let job = {
+            let (chain, request) = (Arc::clone(self.chain), Arc::clone(self.request));
+            move || run_blocking(&chain, &request, work)
+        };
+        match executor.try_submit(job) {
+            Err(rejected) => Outcome::Rejected(AsyncError::Rejected {
+                retry_after: rejected.retry_after,
+            }),
+            Ok(handle) => {
+                match within(self.timeout, self.manager.grace_over(self.key), handle).await {
+                    Ok(Ok(result)) => Outcome::Done(result),
+                    // `run_blocking` catches panics itself; this is the executor's backstop.
+                    Ok(Err(panicked)) => Outcome::Done(Err(AsyncError::TaskPanicked {
+                        message: panicked.message,
+                    })),
+                    Err(after) => Outcome::TimedOut(after),
+                }
+            }
+        }
+    }
+}
+
 /// On the executor's thread: `pre_process`, the work, `post_process` (Spring's
 /// `WebAsyncManager` callable wrapper).
 fn run_blocking<T: IntoResponse>(
     chain: &[Arc<dyn CallableProcessingInterceptor>],
     request: &AsyncRequest,
-    work: Box<dyn FnOnce(CancellationToken) -> T + Send>,
-    token: CancellationToken,
+    work: impl FnOnce() -> T,
 ) -> Result<Response, AsyncError> {
     let (pre_processed, failed) = callable_pre(chain, request);
     let result = match failed {
         Some(response) => Ok(response),
-        None => guard::catch("async task", || work(token).into_response())
+        None => guard::catch("async task", || work().into_response())
             .map_err(|message| AsyncError::TaskPanicked { message }),
     };
     callable_post(chain, pre_processed, request, result)
@@ -213,7 +264,7 @@ async fn run_future<T: IntoResponse>(
 /// period ended.
 async fn within<F: Future>(
     timeout: Option<Duration>,
-    grace_over: &CancellationToken,
+    grace_over: impl Future<Output = ()>,
     future: F,
 ) -> Result<F::Output, Duration> {
     let started = tokio::time::Instant::now();
@@ -227,7 +278,7 @@ async fn within<F: Future>(
         biased;
         output = future => Ok(output),
         () = expired => Err(timeout.unwrap_or_default()),
-        () = grace_over.cancelled() => Err(started.elapsed()),
+        () = grace_over => Err(started.elapsed()),
     }
 }
 
@@ -238,7 +289,8 @@ struct Lifecycle<T> {
     manager: AsyncManager,
     chain: Chain,
     request: Arc<AsyncRequest>,
-    token: CancellationToken,
+    /// For work that asked for one.
+    token: Option<CancellationToken>,
     on_error: Option<ErrorFallback<T>>,
     on_completion: Option<Box<dyn FnOnce() + Send>>,
     finished: bool,
@@ -291,7 +343,9 @@ impl<T> Drop for Lifecycle<T> {
         if self.finished {
             return;
         }
-        self.token.cancel();
+        if let Some(token) = &self.token {
+            token.cancel();
+        }
         self.manager.count(Count::Disconnected);
         tracing::debug!(
             path = self.request.path(),

