@@ -1,8 +1,14 @@
 //! Runs `N` requests to `GET /w1`, for instruction counts under `valgrind --tool=callgrind`:
 //!
 //! ```text
-//! per_request baseline|async-mvc|layer|controller|w5-baseline|w5-async-mvc N [router|http|serve]
+//! per_request baseline|async-mvc|layer|controller|noop-layer|w5-baseline|w5-async-mvc|w5-floor N [router|http|serve]
 //! ```
+//!
+//! `noop-layer` is the baseline's handler under a layer that does nothing but hold state (an
+//! `Arc`), as any middleware with settings does: the floor axum's per-route layering sets for
+//! a layer such as `async_support`. `w5-floor` is W5's baseline with what a `Callable` cannot
+//! go without: a timeout (`tokio::time::timeout`, 30 s as the manager's default) and such a
+//! layer.
 //!
 //! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs;
 //! `controller` is the same plain handler as an `#[async_controller]` method; the `w5-` modes
@@ -35,6 +41,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             async_mvc_bench::apps::app(async_mvc_bench::apps::Impl::AsyncMvc).0
         }
         Some("baseline") => Router::new().route("/w1", get(plain)),
+        Some("noop-layer") => Router::new().route("/w1", get(plain)).layer(noop_layer()),
+        Some("w5-floor") => {
+            path = "/w5";
+            Router::new()
+                .route("/w5", get(w5_with_timeout))
+                .layer(noop_layer())
+        }
         Some("controller") => Router::new()
             .controller(Hello)
             .async_support(AsyncConfig::new()),
@@ -82,6 +95,28 @@ async fn deferred() -> DeferredResult<&'static str> {
     let result = DeferredResult::new();
     result.set_result(async_mvc_bench::apps::HELLO);
     result
+}
+
+/// A layer that holds state and does nothing with it.
+fn noop_layer() -> tower::util::MapRequestLayer<impl Fn(Request<Body>) -> Request<Body> + Clone> {
+    let state = std::sync::Arc::new(());
+    tower::util::MapRequestLayer::new(move |request| {
+        let _ = &state;
+        request
+    })
+}
+
+/// W5's baseline handler with a timeout.
+async fn w5_with_timeout() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let work = tokio::task::spawn_blocking(|| {
+        std::thread::sleep(async_mvc_bench::apps::W5_WORK);
+        "done"
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(30), work).await {
+        Ok(Ok(body)) => body.into_response(),
+        _ => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn in_process(router: Router, n: u64, path: &str) -> Result<(), Box<dyn std::error::Error>> {
