@@ -70,7 +70,7 @@ pin_project_lite::pin_project! {
         /// The enclosing layer drives the response: the handler's future, untouched.
         Enclosed { #[pin] future: F },
         /// No enclosing layer: async support of its own.
-        Alone { #[pin] future: ResponseFuture<F> },
+        Alone { future: ResponseFuture<F> },
     }
 }
 
@@ -83,7 +83,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             InheritedProj::Enclosed { future } => future.poll(cx),
-            InheritedProj::Alone { future } => future.poll(cx),
+            InheritedProj::Alone { future } => Pin::new(future).poll(cx),
         }
     }
 }

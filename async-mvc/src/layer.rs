@@ -96,7 +96,7 @@ impl<F> ResponseFuture<F> {
             .with_accept(request.headers().get(http::header::ACCEPT).cloned());
         ResponseFuture {
             state: State::Handler {
-                future: inner.call(request),
+                future: Box::pin(inner.call(request)),
                 manager,
                 request: Some(head),
             },
@@ -104,32 +104,25 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The response future of [`AsyncSupport`]: the handler's, then the async work's.
-    ///
-    /// The handler's future is held inline, not boxed: axum boxes the route's future (this
-    /// one) already, and a second box cost an allocation per request (`per_request`).
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
+/// The response future of [`AsyncSupport`]: the handler's, then the async work's.
+///
+/// The handler's future is boxed so that this one stays small (about 240 bytes): it lives as
+/// long as the request is pending, long after the handler's future is done.
+pub struct ResponseFuture<F> {
+    state: State<F>,
 }
 
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Handler {
-            #[pin]
-            future: F,
-            // `None` for an inherited layer.
-            manager: Option<AsyncManager>,
-            request: Option<AsyncRequest>,
-        },
-        Async {
-            future: WorkFuture,
-            parts: Option<WrapperParts>,
-        },
-    }
+enum State<F> {
+    Handler {
+        future: Pin<Box<F>>,
+        /// `None` for an inherited layer.
+        manager: Option<AsyncManager>,
+        request: Option<AsyncRequest>,
+    },
+    Async {
+        future: WorkFuture,
+        parts: Option<WrapperParts>,
+    },
 }
 
 impl<F> Future for ResponseFuture<F>
@@ -139,11 +132,11 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let state = &mut self.get_mut().state;
         loop {
-            match state.as_mut().project() {
-                StateProj::Handler {
-                    mut future,
+            match state {
+                State::Handler {
+                    future,
                     manager,
                     request,
                 } => {
@@ -186,10 +179,10 @@ where
                     } else {
                         WorkFuture::waiting(tracing::Instrument::instrument(future, span))
                     };
-                    // Drops the handler's finished future.
-                    state.set(State::Async { future, parts });
+                    // Frees the handler's finished future.
+                    *state = State::Async { future, parts };
                 }
-                StateProj::Async { future, parts } => {
+                State::Async { future, parts } => {
                     let polled = contain("async response", || Pin::new(&mut *future).poll(cx));
                     let response = match polled {
                         Some(Poll::Ready(response)) => response,
