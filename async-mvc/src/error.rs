@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
 use http::{
-    header::{CONNECTION, RETRY_AFTER},
+    header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER},
     HeaderValue, StatusCode,
 };
 
@@ -103,20 +107,75 @@ impl AsyncError {
     }
 }
 
+impl AsyncError {
+    /// This error as a `text/plain` response with its message as the body.
+    ///
+    /// The message is written on the stack and copied once: `to_string` grew a `String` twice
+    /// and `Bytes` then allocated again for the spare capacity — three allocations for every
+    /// timed-out or rejected request (`per_request timeout-async-mvc`).
+    fn message_response(&self) -> Response {
+        use std::fmt::Write;
+        let mut message = StackText::default();
+        let body = match write!(message, "{self}") {
+            Ok(()) => Bytes::copy_from_slice(message.as_bytes()),
+            // Longer than the buffer (a long panic message, say): the general way.
+            Err(_) => Bytes::from(self.to_string()),
+        };
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+/// Text written into a fixed buffer on the stack; a write that does not fit fails.
+struct StackText {
+    buffer: [u8; 192],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buffer: [0; 192],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.buffer.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 impl IntoResponse for AsyncError {
     fn into_response(self) -> Response {
         match self {
             AsyncError::Rejected { retry_after } | AsyncError::Overloaded { retry_after, .. } => {
                 // Whole seconds on the wire (RFC 9110), rounded up, at least 1.
                 let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                let mut response = (self.status(), self.to_string()).into_response();
+                let mut response = self.message_response();
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
                 response
             }
             AsyncError::ShuttingDown => {
-                let mut response = (self.status(), self.to_string()).into_response();
+                let mut response = self.message_response();
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -125,7 +184,7 @@ impl IntoResponse for AsyncError {
             AsyncError::TaskPanicked { .. } => {
                 (self.status(), "the async task failed").into_response()
             }
-            _ => (self.status(), self.to_string()).into_response(),
+            _ => self.message_response(),
         }
     }
 }
@@ -144,6 +203,31 @@ mod tests {
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[RETRY_AFTER], header, "{hint} ms");
         }
+    }
+
+    #[tokio::test]
+    async fn the_message_is_the_text_body() {
+        let response = AsyncError::Timeout {
+            after: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 10)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"async request timed out after 1500 ms");
+        // Longer than the stack buffer: the same, written the general way.
+        assert!(NOT_SUPPORTED.len() > 192);
+        let response = AsyncError::NotSupported.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 10)
+            .await
+            .expect("body");
+        assert_eq!(body, NOT_SUPPORTED.as_bytes());
     }
 
     #[test]

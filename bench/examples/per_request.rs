@@ -1,14 +1,16 @@
 //! Runs `N` requests to `GET /w1`, for instruction counts under `valgrind --tool=callgrind`:
 //!
 //! ```text
-//! per_request baseline|async-mvc|layer|controller|noop-layer|w5-baseline|w5-async-mvc|w5-floor N [router|http|serve]
+//! per_request baseline|async-mvc|layer|controller|noop-layer|w5-baseline|w5-async-mvc|w5-floor|timeout-baseline|timeout-async-mvc N [router|http|serve]
 //! ```
 //!
 //! `noop-layer` is the baseline's handler under a layer that does nothing but hold state (an
 //! `Arc`), as any middleware with settings does: the floor axum's per-route layering sets for
 //! a layer such as `async_support`. `w5-floor` is W5's baseline with what a `Callable` cannot
 //! go without: a timeout (`tokio::time::timeout`, 30 s as the manager's default) and such a
-//! layer.
+//! layer. `timeout-baseline` and `timeout-async-mvc` are W3's path with a 1 ms timeout: a
+//! oneshot under `tokio::time::timeout`, and a `DeferredResult::with_timeout` nobody sets,
+//! each answered `503` by its timeout.
 //!
 //! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs;
 //! `controller` is the same plain handler as an `#[async_controller]` method; the `w5-` modes
@@ -41,6 +43,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             async_mvc_bench::apps::app(async_mvc_bench::apps::Impl::AsyncMvc).0
         }
         Some("baseline") => Router::new().route("/w1", get(plain)),
+        Some("timeout-baseline") => {
+            path = "/w3";
+            Router::new().route("/w3", get(timeout_baseline))
+        }
+        Some("timeout-async-mvc") => {
+            path = "/w3";
+            Router::new()
+                .route("/w3", get(timeout_async_mvc))
+                .async_support(AsyncConfig::new())
+        }
         Some("noop-layer") => Router::new().route("/w1", get(plain)).layer(noop_layer()),
         Some("w5-floor") => {
             path = "/w5";
@@ -97,6 +109,26 @@ async fn deferred() -> DeferredResult<&'static str> {
     result
 }
 
+/// W3's timeout in `timeout-*` modes.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// W3's baseline handler, with [`TIMEOUT`].
+async fn timeout_baseline() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let outcome = tokio::time::timeout(TIMEOUT, rx).await;
+    drop(tx);
+    match outcome {
+        Ok(Ok(body)) => body.into_response(),
+        _ => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// W3's async-mvc handler, with [`TIMEOUT`].
+async fn timeout_async_mvc() -> DeferredResult<String> {
+    DeferredResult::with_timeout(TIMEOUT)
+}
+
 /// A layer that holds state and does nothing with it.
 fn noop_layer() -> tower::util::MapRequestLayer<impl Fn(Request<Body>) -> Request<Body> + Clone> {
     let state = std::sync::Arc::new(());
@@ -151,7 +183,10 @@ async fn http(
             .header("host", "127.0.0.1")
             .body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let response = sender.send_request(request).await?;
-        if !response.status().is_success() {
+        // The `timeout-*` modes are answered `503` by their timeout.
+        let expected = response.status().is_success()
+            || (path == "/w3" && response.status() == http::StatusCode::SERVICE_UNAVAILABLE);
+        if !expected {
             return Err(format!("status {}", response.status()).into());
         }
         response.into_body().collect().await?;
