@@ -10,7 +10,7 @@
 //! go without: a timeout (`tokio::time::timeout`, 30 s as the manager's default) and such a
 //! layer. `timeout-baseline` and `timeout-async-mvc` are W3's path with a 1 ms timeout: a
 //! oneshot under `tokio::time::timeout`, and a `DeferredResult::with_timeout` nobody sets,
-//! each answered `503` by its timeout.
+//! each answered by its timeout with the same `503` and text body.
 //!
 //! `layer` is the baseline's plain handler under `async_support`: what the layer alone costs;
 //! `controller` is the same plain handler as an `#[async_controller]` method; the `w5-` modes
@@ -120,7 +120,12 @@ async fn timeout_baseline() -> axum::response::Response {
     drop(tx);
     match outcome {
         Ok(Ok(body)) => body.into_response(),
-        _ => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        // async-mvc's timeout response, byte for byte (as the bench's W3 baseline).
+        _ => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("async request timed out after {} ms", TIMEOUT.as_millis()),
+        )
+            .into_response(),
     }
 }
 
