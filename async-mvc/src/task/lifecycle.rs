@@ -106,29 +106,19 @@ where
     let timeout = timeout.or(manager.config().get_default_timeout());
     // Spreads the tasks waiting for the end of a shutdown's grace period.
     let key = Arc::as_ptr(&request) as usize;
+    let blocking = Blocking {
+        manager: &manager,
+        executor,
+        timeout,
+        key,
+        chain: &chain,
+        request: &request,
+    };
     let outcome = match work {
-        Work::Blocking(work) => {
-            let on = Blocking {
-                manager: &manager,
-                executor,
-                timeout,
-                key,
-                chain: &chain,
-                request: &request,
-            };
-            on.run(work).await
-        }
+        Work::Blocking(work) => blocking.run(work).await,
         Work::Cancellable(work) => {
-            let on = Blocking {
-                manager: &manager,
-                executor,
-                timeout,
-                key,
-                chain: &chain,
-                request: &request,
-            };
             let token = token.clone().unwrap_or_default();
-            on.run(move || work(token)).await
+            blocking.run(move || work(token)).await
         }
         Work::Future(work) => match within(
             timeout,
