@@ -27,7 +27,7 @@ enum Work<T> {
     /// Runs on an executor thread.
     Blocking(BlockingWork<T>),
     /// Runs on an executor thread; the token is cancelled when the request no longer wants it.
-    /// (Only such work gets a token: making one costs about 300 instructions per request.)
+    /// Only such work gets a token.
     Cancellable(CancellableWork<T>),
     /// Runs on the server's runtime, inside the request's own future; dropped on timeout.
     Future(AsyncWorkFuture<T>),
