@@ -1,4 +1,4 @@
-//! Runs `N` requests to `GET /w1`, for instruction counts under `valgrind --tool=callgrind`:
+//! Runs `N` requests to `GET /w1` (`/w3`, `/w5` in the modes named for them), for instruction counts under `valgrind --tool=callgrind`:
 //!
 //! ```text
 //! per_request baseline|async-mvc|layer|controller|noop-layer|w5-baseline|w5-async-mvc|w5-floor|timeout-baseline|timeout-async-mvc N [router|http|serve]
