@@ -1,6 +1,7 @@
 //! [`FaultyBroker`]: an [`InMemoryBroker`] with the faults a real broker has, made on purpose:
-//! subscriptions that lose messages (as pub/sub does while a connection is down), and
-//! acknowledgements that fail (a worker that dies between its reply and its `XACK`).
+//! subscriptions that lose messages (as pub/sub does while a connection is down) or deliver them
+//! late (an instance lagging behind the broker), and acknowledgements that fail (a worker that
+//! dies between its reply and its `XACK`).
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -19,6 +20,7 @@ use futures::{stream::BoxStream, StreamExt};
 pub struct FaultyBroker {
     broker: InMemoryBroker,
     keep: fn(usize) -> bool,
+    delay: Duration,
     fail_acks: bool,
 }
 
@@ -29,6 +31,18 @@ impl FaultyBroker {
         FaultyBroker {
             broker,
             keep,
+            delay: Duration::ZERO,
+            fail_acks: false,
+        }
+    }
+
+    /// Its subscriptions deliver every message `delay` after it was published, in order: an
+    /// instance whose pub/sub lags behind the broker's history.
+    pub fn delayed(broker: InMemoryBroker, delay: Duration) -> Self {
+        FaultyBroker {
+            broker,
+            keep: |_| true,
+            delay,
             fail_acks: false,
         }
     }
@@ -39,6 +53,7 @@ impl FaultyBroker {
         FaultyBroker {
             broker,
             keep: |_| true,
+            delay: Duration::ZERO,
             fail_acks: true,
         }
     }
@@ -56,14 +71,24 @@ impl MessageBroker for FaultyBroker {
 
     fn subscribe(&self, channel: &str) -> BoxStream<'static, BrokerEvent> {
         let seen = AtomicUsize::new(0);
-        let keep = self.keep;
-        self.broker
-            .subscribe(channel)
-            .filter(move |_| {
-                let n = seen.fetch_add(1, Ordering::Relaxed);
-                std::future::ready(keep(n))
-            })
-            .boxed()
+        let (keep, delay) = (self.keep, self.delay);
+        let kept = self.broker.subscribe(channel).filter(move |_| {
+            let n = seen.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(keep(n))
+        });
+        if delay.is_zero() {
+            return kept.boxed();
+        }
+        // Each message is held until `delay` after it arrived; order is kept.
+        kept.map(move |event| {
+            let due = tokio::time::Instant::now() + delay;
+            async move {
+                tokio::time::sleep_until(due).await;
+                event
+            }
+        })
+        .buffered(usize::MAX)
+        .boxed()
     }
 
     fn append(

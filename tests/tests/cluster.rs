@@ -236,6 +236,79 @@ async fn a_client_reconnecting_to_another_instance_gets_exactly_what_it_missed()
 }
 
 #[tokio::test]
+async fn a_resume_on_a_lagging_instance_sends_only_what_follows_the_id() {
+    let shared = InMemoryBroker::new();
+    let a: Arc<dyn MessageBroker> = Arc::new(shared.clone());
+    // B hears every event 400 ms after it was sent: a client that saw an event on A
+    // reconnects to B before B has it.
+    let b: Arc<dyn MessageBroker> =
+        Arc::new(FaultyBroker::delayed(shared, Duration::from_millis(400)));
+    let (on_a, on_b) = (Instance::new(&a, false, 100), Instance::new(&b, false, 100));
+    let (server_a, server_b) = (
+        TestServer::start(on_a.router()).await,
+        TestServer::start(on_b.router()).await,
+    );
+    let http = client();
+    // Someone on B already follows the topic live: B delivers each event when it hears it.
+    let watcher = http.get(server_b.url("/events/t6")).send().await.unwrap();
+    eventually("subscribed on B", || on_b.hub.subscribers("t6") == 1).await;
+    let follower = http.get(server_a.url("/events/t6")).send().await.unwrap();
+    eventually("subscribed on A", || on_a.hub.subscribers("t6") == 1).await;
+    for n in 1..=3 {
+        http.post(server_a.url("/send/t6"))
+            .body(format!("n{n}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let seen = read_events(follower, 3).await;
+    // B has delivered none of them yet; the client resumes there after event 3.
+    let resumed = http
+        .get(server_b.url("/events/t6"))
+        .header("last-event-id", &seen[2].0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.headers()[LAST_EVENT_ID_STATUS], "recovered");
+    for n in 4..=5 {
+        http.post(server_a.url("/send/t6"))
+            .body(format!("n{n}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Exactly 4 and 5, though B hears 1, 2 and 3 after the resume.
+    let events = read_events(resumed, 2).await;
+    let data: Vec<&str> = events.iter().map(|(_, data)| data.as_str()).collect();
+    assert_eq!(data, ["n4", "n5"]);
+    let watched = read_events(watcher, 5).await;
+    let offsets: Vec<u64> = watched.iter().map(|(id, _)| offset(id)).collect();
+    assert_eq!(offsets, [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_live_subscriber_gets_no_history_from_before_it_came() {
+    let broker: Arc<dyn MessageBroker> = Arc::new(InMemoryBroker::new());
+    let instance = Instance::new(&broker, false, 100);
+    for n in 1..=3 {
+        let event = SseEvent::builder().data(format!("old{n}")).build().unwrap();
+        instance.hub.send("t7", &event).await.unwrap();
+    }
+    // A second instance, with no subscriber of t7 so far.
+    let other = Instance::new(&broker, false, 100);
+    let server = TestServer::start(other.router()).await;
+    let live = client().get(server.url("/events/t7")).send().await.unwrap();
+    eventually("subscribed", || other.hub.subscribers("t7") == 1).await;
+    // Past a position check (2 s), which looks at the topic's history.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let event = SseEvent::builder().data("new").build().unwrap();
+    instance.hub.send("t7", &event).await.unwrap();
+    let events = read_events(live, 1).await;
+    assert_eq!(events[0].1, "new");
+    assert_eq!(offset(&events[0].0), 4);
+}
+
+#[tokio::test]
 async fn a_trimmed_or_foreign_id_replays_the_window_and_says_reset() {
     let broker: Arc<dyn MessageBroker> = Arc::new(InMemoryBroker::new());
     let resets: Arc<Mutex<Vec<(String, String)>>> = Arc::default();

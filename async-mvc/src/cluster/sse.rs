@@ -106,6 +106,18 @@ pub struct ClusterSseMetrics {
     pub replay_resets: u64,
 }
 
+/// What a new subscriber is sent before it goes live.
+struct Replay {
+    status: ReplayStatus,
+    /// The history's newest position when it was read (`None`: it could not be read).
+    head: Option<Position>,
+    /// The position the replay starts after: the client's id when it resumes, the start of
+    /// the retained window on a reset.
+    after: Option<Position>,
+    /// The events after `after`, up to `head`, oldest first.
+    events: Vec<(Position, Bytes)>,
+}
+
 /// A broadcaster's settings.
 struct Settings {
     history: usize,
@@ -129,6 +141,10 @@ struct Subscriber {
     emitter: SseEmitter,
     /// Set while its replay is read: live events wait here.
     replaying: Option<Vec<(Position, Bytes)>>,
+    /// The last event sent to it. A subscriber that resumed on an instance lagging behind the
+    /// broker has been sent, from history, events this instance has not delivered yet: when
+    /// they arrive live, they are not sent to it again.
+    sent: Option<Position>,
 }
 
 impl ClusteredSseBroadcaster {
@@ -259,11 +275,18 @@ impl ClusteredSseBroadcaster {
             .push(Subscriber {
                 emitter: emitter.clone(),
                 replaying: Some(Vec::new()),
+                sent: None,
             });
-        let (status, replay) = match last_event_id {
-            None => (ReplayStatus::Live, Vec::new()),
+        let replay = match last_event_id {
+            None => Replay {
+                status: ReplayStatus::Live,
+                head: self.head(topic).await,
+                after: None,
+                events: Vec::new(),
+            },
             Some(id) => self.replay(topic, id).await,
         };
+        let status = replay.status;
         if status == ReplayStatus::Reset {
             self.hub.replay_resets.fetch_add(1, Ordering::Relaxed);
             let on_reset = self.hub.settings().on_reset.clone();
@@ -278,16 +301,37 @@ impl ClusteredSseBroadcaster {
         }
     }
 
-    /// The events to replay after `last_event_id`, and whether that resumes it.
-    async fn replay(
-        &self,
-        topic: &str,
-        last_event_id: &str,
-    ) -> (ReplayStatus, Vec<(Position, Bytes)>) {
+    /// The newest position of `topic`'s history (offset 0 if it has none), for a live
+    /// subscriber on a topic this instance has delivered nothing of yet: where this instance
+    /// starts to look for events lost on the way. `None` if the broker cannot be reached.
+    async fn head(&self, topic: &str) -> Option<Position> {
+        if self
+            .hub
+            .lock()
+            .get(topic)
+            .is_some_and(|state| state.last.is_some())
+        {
+            return None;
+        }
+        let head = self.hub.broker.range(topic, u64::MAX - 1, 1).await.ok()?;
+        Some(Position {
+            epoch: head.epoch,
+            offset: head.last,
+        })
+    }
+
+    /// How `last_event_id` resumes. The history read is the broker's, not this instance's:
+    /// an id this instance has not delivered yet (it lags behind the broker) resumes exactly.
+    async fn replay(&self, topic: &str, last_event_id: &str) -> Replay {
         let resume = parse_event_id(last_event_id);
         let after = resume.map_or(0, |position| position.offset);
         let Ok(head) = self.hub.broker.range(topic, after, REPLAY_PAGE).await else {
-            return (ReplayStatus::Reset, Vec::new());
+            return Replay {
+                status: ReplayStatus::Reset,
+                head: None,
+                after: None,
+                events: Vec::new(),
+            };
         };
         let resumable = resume.is_some_and(|position| {
             position.epoch == head.epoch
@@ -328,7 +372,18 @@ impl ClusteredSseBroadcaster {
             .into_iter()
             .map(|(offset, payload)| (Position { epoch, offset }, payload))
             .collect();
-        (status, events)
+        Replay {
+            status,
+            head: Some(Position {
+                epoch,
+                offset: head.last,
+            }),
+            after: Some(Position {
+                epoch,
+                offset: from,
+            }),
+            events,
+        }
     }
 
     /// This instance's counters.
@@ -424,9 +479,14 @@ impl Hub {
             let Some(state) = topics.get_mut(topic) else {
                 return;
             };
-            state.backfilling.get_or_insert_with(Vec::new);
             state.heard = Some(std::time::Instant::now());
-            state.last.map_or(0, |last| last.offset)
+            // Nothing delivered here and no head read yet: nothing to compare history with
+            // (its old events are no subscriber's to receive).
+            let Some(last) = state.last else {
+                return;
+            };
+            state.backfilling.get_or_insert_with(Vec::new);
+            last.offset
         };
         let hub = Arc::clone(hub);
         let topic = topic.to_owned();
@@ -482,12 +542,17 @@ impl Hub {
         });
     }
 
-    /// A subscriber's replay was read: send it, then what was held for it, then go live.
-    fn finish_replay(hub: &Hub, topic: &str, emitter: &SseEmitter, replay: Vec<(Position, Bytes)>) {
+    /// A subscriber's replay was read: send it, then what was held for it, then go live. On
+    /// a topic this instance has delivered nothing of, `head` (the history's newest position
+    /// when it was read) is where looking for lost events starts.
+    fn finish_replay(hub: &Hub, topic: &str, emitter: &SseEmitter, replay: Replay) {
         let mut topics = hub.lock();
         let Some(state) = topics.get_mut(topic) else {
             return;
         };
+        if state.last.is_none() {
+            state.last = replay.head;
+        }
         let Some(subscriber) = state
             .subscribers
             .iter_mut()
@@ -496,8 +561,10 @@ impl Hub {
             return;
         };
         let held = subscriber.replaying.take().unwrap_or_default();
-        let mut sent: Option<Position> = None;
-        for (position, payload) in replay.into_iter().chain(held) {
+        // What it has (its id) or is given (the replay) counts as sent: a lagging instance
+        // delivers those events later, and they are not sent to it again.
+        let mut sent = replay.after;
+        for (position, payload) in replay.events.into_iter().chain(held) {
             let newer = sent.map_or(true, |sent| {
                 sent.epoch != position.epoch || position.offset > sent.offset
             });
@@ -509,6 +576,7 @@ impl Hub {
                 sent = Some(position);
             }
         }
+        subscriber.sent = sent;
     }
 }
 
@@ -528,6 +596,14 @@ impl Topic {
                 held.push((position, payload.clone()));
                 return true;
             }
+            if subscriber
+                .sent
+                .is_some_and(|sent| sent.epoch == position.epoch && position.offset <= sent.offset)
+            {
+                // Replayed to it from history already.
+                return true;
+            }
+            subscriber.sent = Some(position);
             let sent = if backfilled {
                 subscriber.emitter.force_send_frame(frame.clone())
             } else {
