@@ -12,7 +12,8 @@
 //! | [`consumer`](MessageBroker::consumer) | `XGROUP CREATE … 0 MKSTREAM` (once per group), and a **connection of the consumer's own** for its blocking reads: `XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS q >`, and `XAUTOCLAIM` for jobs of dead consumers (a group lost with Redis's data is made again) |
 //! | [`ack`](MessageBroker::ack) / [`touch`](MessageBroker::touch) | `XACK` / `XCLAIM … 0 ids… JUSTID` (resets a job's idle time) |
 //!
-//! While Redis is unreachable, an operation waits for it at most
+//! While Redis is unreachable — or answers `LOADING` after a restart, still reading its data
+//! set — an operation waits for it at most
 //! [`outbox_wait`](RedisBrokerBuilder::outbox_wait) (default 5 s), and at most
 //! [`outbox`](RedisBrokerBuilder::outbox) operations (default 10,000) wait at once: beyond
 //! either, it fails with [`BrokerError::Unavailable`] — memory stays bounded. Open SSE streams
@@ -264,12 +265,17 @@ impl RedisBroker {
     }
 }
 
+/// Whether `error` means Redis cannot serve now (rather than that it refused the command): a
+/// lost or refused connection, a timeout, or an answer that says "later" — `LOADING` (a restart
+/// still reading its data set), `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`. The operation waits
+/// in the outbox and is tried again, as during an outage.
 fn is_connection_error(error: &redis::RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
         || error.is_unrecoverable_error()
+        || matches!(error.retry_method(), redis::RetryMethod::WaitAndRetry)
 }
 
 fn unavailable(error: redis::RedisError) -> BrokerError {
