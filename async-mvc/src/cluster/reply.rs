@@ -287,16 +287,21 @@ impl ReplyingTemplate {
     }
 
     /// Puts `job` on the queue and returns the request's [`DeferredResult`], completed by the
-    /// first reply, or by the manager's timeout path after `timeout` (a worker that finds the
-    /// request expired drops the job unworked). Return it from the handler.
+    /// first reply, or by the manager's timeout path `timeout` after this call (a worker that
+    /// finds the request expired drops the job unworked). Return it from the handler.
+    ///
+    /// `timeout` is the request's one deadline: the time spent asking the broker whether a
+    /// worker listens, and the time the job waits in the broker's outbox while the broker is
+    /// unreachable, count against it. The job carries the same expiry, and the answer comes by
+    /// the deadline — never a timeout's worth after an outage ends.
     ///
     /// Answered at once with an error when no worker listens on the queue
     /// ([`ReplyError::NoResponders`]), when this instance has
     /// [`max_outstanding`](Self::max_outstanding) requests waiting
-    /// ([`ReplyError::Overloaded`]), when the broker does not take the job
-    /// ([`ReplyError::Broker`]) or when the job does not serialize ([`ReplyError::Codec`]).
-    /// The error type `E` is [`ReplyError`] or the application's own error, made from it
-    /// (`impl From<ReplyError>`), to answer in the application's format.
+    /// ([`ReplyError::Overloaded`]), or when the job does not serialize
+    /// ([`ReplyError::Codec`]); with [`ReplyError::Broker`] when the broker does not take the
+    /// job before the deadline. The error type `E` is [`ReplyError`] or the application's own
+    /// error, made from it (`impl From<ReplyError>`), to answer in the application's format.
     pub async fn send_and_receive<J, R, E>(
         &self,
         job: &J,
@@ -307,7 +312,7 @@ impl ReplyingTemplate {
         R: DeserializeOwned + Send + 'static,
         E: From<ReplyError> + Send + 'static,
     {
-        let result = DeferredResult::with_timeout(timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
         let inner = &self.inner;
         let n = inner.next.fetch_add(1, Ordering::Relaxed);
         let correlation_id = format!("{}-{n:x}", inner.instance);
@@ -320,15 +325,17 @@ impl ReplyingTemplate {
         };
         let bytes = match serde_json::to_vec(&envelope) {
             Ok(bytes) => bytes,
-            Err(error) => {
-                result.set_error_result(ReplyError::Codec(error.to_string()).into());
-                return result;
-            }
+            Err(error) => return failed(ReplyError::Codec(error.to_string())),
         };
-        if let Err(error) = inner.check_alive().await {
-            result.set_error_result(error.into());
-            return result;
+        match tokio::time::timeout_at(deadline, inner.check_alive()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return failed(error),
+            // The deadline passed while the broker was asked: the timeout path, at once.
+            Err(_) => return DeferredResult::with_timeout(Duration::ZERO),
         }
+        let result = DeferredResult::with_timeout(
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        );
         {
             let mut pending = inner.lock();
             let limit = inner.max_outstanding.load(Ordering::Relaxed);
@@ -355,10 +362,15 @@ impl ReplyingTemplate {
                 inner.lock().remove(&leaving);
             }
         });
-        if let Err(error) = inner.enqueue(bytes).await {
-            inner.lock().remove(&correlation_id);
-            result.set_error_result(error.into());
-        }
+        // Sent while the request's timer runs: a job that waits in the outbox (the broker
+        // unreachable) waits on the request's time, and is given up at its deadline.
+        let (inner, sending) = (Arc::clone(inner), result.clone());
+        tokio::spawn(async move {
+            if let Ok(Err(error)) = tokio::time::timeout_at(deadline, inner.enqueue(bytes)).await {
+                inner.lock().remove(&correlation_id);
+                sending.set_error_result(error.into());
+            }
+        });
         result
     }
 
@@ -489,6 +501,13 @@ impl Inner {
             }
         }
     }
+}
+
+/// A request answered at once with `error`.
+fn failed<R, E: From<ReplyError>>(error: ReplyError) -> DeferredResult<R, E> {
+    let result = DeferredResult::new();
+    result.set_error_result(error.into());
+    result
 }
 
 fn duration_ms(duration: Duration) -> u64 {
