@@ -5,7 +5,7 @@
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
@@ -15,6 +15,8 @@ pub struct DemoProcess {
     child: Child,
     /// Where a `web` (or `all`) process serves; `None` for a `worker`.
     pub addr: Option<SocketAddr>,
+    /// Where its standard error goes, when the test reads its log.
+    log: Option<PathBuf>,
 }
 
 impl DemoProcess {
@@ -40,11 +42,41 @@ impl DemoProcess {
     ///
     /// As [`start`](Self::start).
     pub fn start_with(
-        mut command: Command,
+        command: Command,
         role: &str,
         redis: &str,
         extra: &[&str],
     ) -> std::io::Result<DemoProcess> {
+        Self::spawn(command, role, redis, extra, None)
+    }
+
+    /// [`start`](Self::start) with the process's standard error written to `log` (created
+    /// anew), for a test to read with [`log`](Self::log).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), or `log` cannot be created.
+    pub fn start_logging(
+        binary: &Path,
+        role: &str,
+        redis: &str,
+        extra: &[&str],
+        log: &Path,
+    ) -> std::io::Result<DemoProcess> {
+        Self::spawn(Command::new(binary), role, redis, extra, Some(log))
+    }
+
+    fn spawn(
+        mut command: Command,
+        role: &str,
+        redis: &str,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> std::io::Result<DemoProcess> {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::inherit(),
+        };
         let mut child = command
             .args(["--role", role, "--redis", redis, "--port", "0"])
             .args(extra)
@@ -54,7 +86,7 @@ impl DemoProcess {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()?;
         let stdout = child
             .stdout
@@ -74,7 +106,17 @@ impl DemoProcess {
             .nth(1)
             .and_then(|rest| rest.split('/').next())
             .and_then(|addr| addr.parse().ok());
-        Ok(DemoProcess { child, addr })
+        Ok(DemoProcess {
+            child,
+            addr,
+            log: log.map(Path::to_owned),
+        })
+    }
+
+    /// What the process wrote to its standard error so far, if it was started with
+    /// [`start_logging`](Self::start_logging).
+    pub fn log(&self) -> Option<String> {
+        std::fs::read_to_string(self.log.as_ref()?).ok()
     }
 
     /// `http://{addr}{path}` of a web process.

@@ -117,6 +117,78 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Runs `redis-cli` against the server with `args`: what it printed.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-cli` (installed with `redis-server`) cannot be run.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Writes `keys` filler keys (20-byte values, in `MSET`s of 10 through `redis-cli --pipe`):
+    /// a persistent server then takes a while to load its append-only file after a restart,
+    /// answering `LOADING` meanwhile — promptly, since it serves clients between every 1,024
+    /// commands it loads.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-cli` cannot be run or reports errors.
+    pub fn fill(&self, keys: usize) {
+        use std::io::Write;
+        let mut commands = Vec::with_capacity(keys * 48);
+        for batch in (0..keys).step_by(10) {
+            let end = (batch + 10).min(keys);
+            let _ = write!(commands, "*{}\r\n$4\r\nMSET\r\n", 1 + 2 * (end - batch));
+            for key in batch..end {
+                let name = format!("filler:{key}");
+                let _ = write!(
+                    commands,
+                    "${}\r\n{name}\r\n$20\r\n{}\r\n",
+                    name.len(),
+                    "v".repeat(20)
+                );
+            }
+        }
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--pipe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli --pipe");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(&commands).expect("write to redis-cli");
+        }
+        let output = child.wait_with_output().expect("redis-cli --pipe");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(report.contains("errors: 0"), "redis-cli --pipe: {report}");
+    }
+
+    /// Waits (at most 30 s) until the server has loaded its data set and answers commands:
+    /// how long that took from the call.
+    ///
+    /// # Panics
+    ///
+    /// If it is still loading after 30 s.
+    pub fn wait_loaded(&self) -> Duration {
+        let started = Instant::now();
+        while self.cli(&["GET", "filler:0"]).contains("LOADING")
+            || self.cli(&["PING"]).trim() != "PONG"
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "redis is still loading"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        started.elapsed()
+    }
+
     /// Pauses the process (SIGSTOP): a broker that accepts connections and answers nothing.
     pub fn pause(&self) {
         self.signal("-STOP");

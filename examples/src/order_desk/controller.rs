@@ -25,6 +25,7 @@ use serde::Deserialize;
 use super::{
     config::{DEFAULT_INVOICE_HASH_ROUNDS, DEFAULT_INVOICE_TIMEOUT},
     receipt::{self, Receipt},
+    replica::WRITE_TIMEOUT,
     ApiError, Fulfilment, Invoice, InvoiceAnswer, InvoiceJob, InvoiceTask, NewOrder, Order,
     OrderEvent, OrderLongPoll, OrderStore, Replica,
 };
@@ -118,11 +119,16 @@ impl OrdersController {
         self
     }
 
-    /// Before a lookup: on a cluster, catches up with it if this instance does not know order
-    /// `id` yet.
-    async fn ensure(&self, id: &str) {
-        if let Some(replica) = &self.replica {
-            replica.knows(id).await;
+    /// Before a lookup: on a cluster, catches up with it (by `deadline`) if this instance does
+    /// not know order `id` yet; `503` if it does not and cannot read the broker.
+    async fn ensure(&self, id: &str, deadline: tokio::time::Instant) -> Result<(), ApiError> {
+        match &self.replica {
+            Some(replica) => replica
+                .knows(id, deadline)
+                .await
+                .map(|_| ())
+                .map_err(broker_unavailable),
+            None => Ok(()),
         }
     }
 
@@ -151,12 +157,16 @@ impl OrdersController {
         Json(new_order): Json<NewOrder>,
     ) -> Result<Created<Order>, ApiError> {
         let item = new_order.validated()?;
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         let order = match &self.replica {
             None => self.store.create(item),
-            Some(replica) => replica.create(item).await.map_err(broker_unavailable)?,
+            Some(replica) => replica
+                .create(item, deadline)
+                .await
+                .map_err(broker_unavailable)?,
         };
         tracing::info!(id = %order.id, item = %order.item, "order placed");
-        self.fulfilment.submit(&order.id).await;
+        self.fulfilment.submit(&order.id);
         let location = format!("/api/orders/{}", order.id);
         Ok((StatusCode::CREATED, [(LOCATION, location)], Json(order)))
     }
@@ -177,14 +187,17 @@ impl OrdersController {
     /// `GET /api/orders/{id}`: the order, or `404`.
     #[get("/orders/{id}")]
     pub async fn show(&self, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
-        self.ensure(&id).await;
+        self.ensure(&id, tokio::time::Instant::now() + WRITE_TIMEOUT)
+            .await?;
         self.store.get(&id).map(Json).ok_or(ApiError::NotFound(id))
     }
 
     /// `GET /api/orders/{id}/next?after=V&timeout_ms=T`: a long poll. The order once its
     /// version is greater than `V`, or `304 Not Modified` after `T` ms; `404` for an unknown
     /// order, `400` when `V` or `T` is not a number. On a cluster the poll waits in the
-    /// cluster's registry, completed by whichever instance makes the change.
+    /// cluster's registry, completed by whichever instance makes the change; `T` counts from
+    /// the request's arrival, time spent waiting for the broker included, and a lagging
+    /// instance never answers a version of `V` or less.
     #[get("/orders/{id}/next")]
     pub async fn next(
         &self,
@@ -192,14 +205,16 @@ impl OrdersController {
         Query(query): Query<NextQuery>,
     ) -> Result<OrderLongPoll, ApiError> {
         let after = query.after.unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + query.timeout();
         let poll = match &self.replica {
             None => self
                 .store
                 .watch(&id, after, query.timeout())
                 .map(OrderLongPoll::Local),
             Some(replica) => replica
-                .watch(&id, after, query.timeout())
+                .watch(&id, after, deadline)
                 .await
+                .map_err(broker_unavailable)?
                 .map(OrderLongPoll::Cluster),
         };
         poll.ok_or(ApiError::NotFound(id))
@@ -207,15 +222,26 @@ impl OrdersController {
 
     /// `GET /api/orders/{id}/stream`: the order's changes as Server-Sent Events (`id:` the
     /// version, `event: status`, data the order JSON). Replays the changes after `Last-Event-ID`
-    /// — all of them without one — then streams new ones; `404` for an unknown order.
+    /// — all of them without one — then streams new ones; `404` for an unknown order. On a
+    /// cluster an id this instance has not applied yet (the client saw it on another) is lag,
+    /// not the future: the instance reads the broker's history first, and replays only what
+    /// follows it (`503` with `Retry-After` if the broker cannot be read).
     #[get("/orders/{id}/stream")]
     pub async fn stream(
         &self,
         Path(id): Path<String>,
         last_event_id: Option<LastEventId>,
     ) -> Result<SseEmitter, ApiError> {
-        self.ensure(&id).await;
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        self.ensure(&id, deadline).await?;
         let last = last_event_id.as_ref().map(LastEventId::as_str);
+        let seen = last.and_then(|last| last.trim().parse::<u64>().ok());
+        if let (Some(replica), Some(version)) = (&self.replica, seen) {
+            replica
+                .caught_up_to(&id, version, deadline)
+                .await
+                .map_err(broker_unavailable)?;
+        }
         self.store
             .subscribe(&id, last)
             .ok_or(ApiError::NotFound(id))
@@ -226,7 +252,8 @@ impl OrdersController {
     /// order.
     #[get("/orders/{id}/receipt")]
     pub async fn receipt(&self, Path(id): Path<String>) -> Result<Receipt, ApiError> {
-        self.ensure(&id).await;
+        self.ensure(&id, tokio::time::Instant::now() + WRITE_TIMEOUT)
+            .await?;
         let (order, history) = self.store.history(&id).ok_or(ApiError::NotFound(id))?;
         Ok(receipt::download(order, history))
     }
@@ -241,10 +268,11 @@ impl OrdersController {
         Json(event): Json<OrderEvent>,
     ) -> Result<Json<Order>, ApiError> {
         let status = event.validated()?;
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         let order = match &self.replica {
             None => self.store.append(&id, status),
             Some(replica) => replica
-                .append(&id, status)
+                .append(&id, status, deadline)
                 .await
                 .map_err(broker_unavailable)?,
         };
@@ -256,18 +284,22 @@ impl OrdersController {
     /// `404` for an unknown order (checked before any work is submitted); `503` with
     /// `Retry-After` when the executor is busy, `503` when the timeout fires (the rendering
     /// loop is cancelled). On a cluster a worker renders it (request/reply through the
-    /// broker): the same answers, and `503` with `Retry-After` at once when no worker runs.
+    /// broker): the same answers, and `503` with `Retry-After` at once when no worker runs;
+    /// the timeout counts from the request's arrival, time spent waiting for the broker
+    /// included.
     #[post("/orders/{id}/invoice")]
     pub async fn invoice(&self, Path(id): Path<String>) -> Result<InvoiceAnswer, ApiError> {
-        self.ensure(&id).await;
+        let timeout = self.invoice_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.ensure(&id, deadline).await?;
         let order = self.store.get(&id).ok_or(ApiError::NotFound(id))?;
         if let Some(invoices) = &self.invoices {
-            let timeout = self.invoice_timeout;
             let job = InvoiceJob {
                 id: order.id.clone(),
             };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let reply: DeferredResult<Invoice, ApiError> =
-                invoices.send_and_receive(&job, timeout).await;
+                invoices.send_and_receive(&job, left).await;
             let (late, id) = (reply.clone(), order.id);
             reply.on_timeout(move || {
                 late.set_error_result(ApiError::Unavailable(format!(
@@ -278,7 +310,6 @@ impl OrdersController {
             return Ok(InvoiceAnswer::Cluster(reply));
         }
         let rounds = self.invoice_hash_rounds;
-        let timeout = self.invoice_timeout;
         let (timed_out_id, failed_id, completed_id) =
             (order.id.clone(), order.id.clone(), order.id.clone());
         // Set by `on_error` when the task was refused (the pool full, the server shutting

@@ -13,7 +13,7 @@ use async_mvc::cluster::{JobListener, JobListenerHandle, ListenerMetrics, Messag
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{DemoConfig, Invoice, OrderStore, Replica};
+use super::{replica::WRITE_TIMEOUT, DemoConfig, Invoice, OrderStore, Replica};
 
 /// The queue of orders to pack and ship.
 pub const FULFILMENT_QUEUE: &str = "order-desk:fulfilment";
@@ -117,7 +117,16 @@ async fn fulfil(
     packed_after: Duration,
     shipped_after: Duration,
 ) -> Result<(), String> {
-    let known = patiently(|| async { replica.knows(id).await.then_some(()).ok_or(()) }).await;
+    let known = patiently(|| async {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        replica
+            .knows(id, deadline)
+            .await
+            .ok()
+            .filter(|known| *known)
+            .ok_or(())
+    })
+    .await;
     if known.is_err() {
         return Err(format!("no order with id `{id}`"));
     }
@@ -136,7 +145,12 @@ async fn advance(replica: &Replica, id: &str, status: &str) -> Result<(), String
         if had {
             return Ok(());
         }
-        replica.append(id, status.to_owned()).await.map(|_| ())
+        // A change stored but not applied here by its deadline is found by `had` next time.
+        let deadline = Instant::now() + STEP_PATIENCE;
+        replica
+            .append(id, status.to_owned(), deadline)
+            .await
+            .map(|_| ())
     })
     .await
     .map_err(|error| format!("order `{id}` could not be {status}: {error:?}"))
@@ -165,14 +179,16 @@ async fn render(
     rounds: u32,
     timeout: Duration,
 ) -> Result<Invoice, String> {
-    if !replica.knows(id).await {
-        return Err(format!("no order with id `{id}`"));
-    }
+    let deadline = Instant::now() + timeout;
+    let known = replica
+        .knows(id, deadline)
+        .await
+        .map_err(|error| format!("order `{id}` could not be read: {error}"))?;
     let order = replica
         .store()
         .get(id)
+        .filter(|_| known)
         .ok_or_else(|| format!("no order with id `{id}`"))?;
-    let deadline = Instant::now() + timeout;
     tokio::task::spawn_blocking(move || {
         Invoice::render(&order, rounds, || Instant::now() >= deadline)
     })

@@ -100,6 +100,6 @@ pub use long_poll::{OrderLongPoll, Polled};
 pub use order::{NewOrder, Order, OrderEvent, MAX_ITEM_CHARS, MAX_STATUS_CHARS};
 pub use page::INDEX_HTML;
 pub use receipt::{render_receipt, Receipt};
-pub use replica::Replica;
+pub use replica::{Replica, WRITE_TIMEOUT};
 pub use store::{Change, OrderPoll, OrderStore, FEED_CAPACITY, STREAM_REPLAY};
-pub use worker::Fulfilment;
+pub use worker::{Fulfilment, QUEUE_PATIENCE};

@@ -10,7 +10,12 @@
 //!
 //! An instance that sees an offset jump, or that the broker reconnected to, reads what it
 //! missed from history first; a request for an order it does not know yet catches up before
-//! answering `404`, so `POST` on A then `GET` on B always finds the order.
+//! answering `404`, so `POST` on A then `GET` on B always finds the order. A client that saw a
+//! version on another instance is never behind this one: [`caught_up_to`](Replica::caught_up_to)
+//! reads the broker's history before this instance answers from an older copy.
+//!
+//! Every operation that waits on the broker takes the request's one deadline: time spent
+//! waiting for a broker that is down or paused counts against it, and the answer comes by it.
 
 use std::{
     collections::VecDeque,
@@ -28,7 +33,10 @@ use async_mvc::{
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, Notify};
+use tokio::{
+    sync::{Mutex, Notify},
+    time::Instant,
+};
 
 use super::{Order, OrderStore, Polled};
 
@@ -44,6 +52,9 @@ const PAGE: usize = 1_000;
 const QUIET_CHECK: Duration = Duration::from_secs(1);
 /// How long a writer waits for its own change to come back before it reads history.
 const APPLIED_WAIT: Duration = Duration::from_secs(2);
+/// How long a request that writes (an order placed, a status appended) may wait for the broker:
+/// the Redis broker's outbox wait, 5 s.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The long polls' registry, on the cluster's broker.
 const POLLS: &str = "order-desk:next";
 /// How long a completed long poll's value stays for a poll that registers just after.
@@ -111,7 +122,7 @@ impl Replica {
         let weak = Arc::downgrade(&replica.inner);
         tokio::spawn(async move {
             if let Some(inner) = weak.upgrade() {
-                inner.catch_up().await;
+                inner.catch_up_logged().await;
             }
             // A change lost on the way is noticed at the next one (its offset jumps); the last
             // one before a quiet spell, by this look at history after a second without news.
@@ -123,7 +134,7 @@ impl Replica {
                         let Some(inner) = weak.upgrade() else {
                             return;
                         };
-                        inner.catch_up().await;
+                        inner.catch_up_logged().await;
                         continue;
                     }
                 };
@@ -145,51 +156,77 @@ impl Replica {
                             inner.apply(position.offset, &message.payload);
                         } else if position.offset > applied + 1 {
                             drop(_applying);
-                            inner.catch_up().await;
+                            inner.catch_up_logged().await;
                         }
                     }
-                    BrokerEvent::Reconnected => inner.catch_up().await,
+                    BrokerEvent::Reconnected => inner.catch_up_logged().await,
                 }
             }
         });
         replica
     }
 
-    /// Places an order on the cluster: its id is the next of the cluster's ids.
+    /// Places an order on the cluster by `deadline`: its id is the next of the cluster's ids.
+    /// Once the broker took it, it is placed: the answer does not wait past the deadline for
+    /// this instance to apply it.
     ///
     /// # Errors
     ///
-    /// [`BrokerError`] if the broker cannot take it (nothing was placed).
-    pub async fn create(&self, item: String) -> Result<Order, BrokerError> {
-        let id = self
+    /// [`BrokerError`] if the broker cannot take it by the deadline (nothing was placed).
+    pub async fn create(&self, item: String, deadline: Instant) -> Result<Order, BrokerError> {
+        let id = by(
+            deadline,
+            self.inner.broker.append(IDS, IDS, Bytes::new(), 1),
+        )
+        .await?
+        .offset;
+        let offset = self
+            .append_change(
+                &Change::Placed {
+                    id,
+                    item: item.clone(),
+                },
+                deadline,
+            )
+            .await?;
+        if let Err(error) = self.inner.applied_by(offset, deadline).await {
+            tracing::warn!(%error, id, "order placed; not applied here yet");
+        }
+        Ok(self
             .inner
-            .broker
-            .append(IDS, IDS, Bytes::new(), 1)
-            .await?
-            .offset;
-        self.write(&Change::Placed { id, item }).await?;
-        self.inner
             .store
             .get(&id.to_string())
-            .ok_or_else(|| BrokerError::Protocol(format!("order {id} was not applied")))
+            .unwrap_or_else(|| Order {
+                id: id.to_string(),
+                item,
+                status: "placed".to_owned(),
+                version: 1,
+            }))
     }
 
-    /// Appends a status to order `id` on the cluster and completes the long polls waiting for
-    /// the version it makes, on every instance; `None` if there is no such order.
+    /// Appends a status to order `id` on the cluster by `deadline`, and completes the long
+    /// polls waiting for the version it makes, on every instance (in a task: the answer does
+    /// not wait for it); `None` if there is no such order.
     ///
     /// # Errors
     ///
-    /// [`BrokerError`] if the broker cannot take it.
-    pub async fn append(&self, id: &str, status: String) -> Result<Option<Order>, BrokerError> {
-        if !self.knows(id).await {
+    /// [`BrokerError`] if the broker cannot take it by the deadline, or if this instance has
+    /// not applied it by then (it is stored: the order has the status).
+    pub async fn append(
+        &self,
+        id: &str,
+        status: String,
+        deadline: Instant,
+    ) -> Result<Option<Order>, BrokerError> {
+        if !self.knows(id, deadline).await? {
             return Ok(None);
         }
-        let offset = self
-            .write(&Change::Status {
-                id: id.to_owned(),
-                status,
-            })
-            .await?;
+        let change = Change::Status {
+            id: id.to_owned(),
+            status,
+        };
+        let offset = self.append_change(&change, deadline).await?;
+        self.inner.applied_by(offset, deadline).await?;
         let Some(order) = self
             .inner
             .made_by(offset)
@@ -197,42 +234,50 @@ impl Replica {
         else {
             return Ok(None);
         };
-        let key = (order.id.clone(), order.version);
-        if let Err(error) = self
-            .inner
-            .polls
-            .complete(&key, &Polled::Changed(order.clone()))
-            .await
-        {
-            // The change is stored: the polls answer `304` at their timeout and the next
-            // poll sees the new version.
-            tracing::warn!(%error, id, "cannot complete the order's long polls");
-        }
+        let inner = Arc::clone(&self.inner);
+        let changed = order.clone();
+        tokio::spawn(async move {
+            let key = (changed.id.clone(), changed.version);
+            if let Err(error) = inner.polls.complete(&key, &Polled::Changed(changed)).await {
+                // The change is stored: the polls answer `304` at their timeout and the next
+                // poll sees the new version.
+                tracing::warn!(%error, id = key.0, "cannot complete the order's long polls");
+            }
+        });
         Ok(Some(order))
     }
 
-    /// A long poll for order `id`: the order at once if its version is greater than `after`,
-    /// else a waiter for version `after + 1` (versions grow by one per change), answered
-    /// [`Polled::NotModified`] after `timeout`. `None` if there is no such order.
+    /// A long poll for order `id` that answers by `deadline`: the order at once if its version
+    /// is greater than `after`, else a waiter for version `after + 1` (versions grow by one
+    /// per change), answered [`Polled::NotModified`] at the deadline. Never a version of
+    /// `after` or less, however far this instance lags. `None` if there is no such order.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError`] if this instance does not know the order and cannot read the broker's
+    /// history by the deadline.
     pub async fn watch(
         &self,
         id: &str,
         after: u64,
-        timeout: Duration,
-    ) -> Option<DeferredResult<Polled>> {
-        if !self.knows(id).await {
-            return None;
+        deadline: Instant,
+    ) -> Result<Option<DeferredResult<Polled>>, BrokerError> {
+        if !self.knows(id, deadline).await? {
+            return Ok(None);
         }
-        let order = self.inner.store.get(id)?;
+        let Some(order) = self.inner.store.get(id) else {
+            return Ok(None);
+        };
         if order.version > after {
             let poll = DeferredResult::new();
             poll.set_result(Polled::Changed(order));
-            return Some(poll);
+            return Ok(Some(poll));
         }
         // A completion published since the look above is retained: the registry reads it
         // after registering the waiter.
         let key = (order.id, after.saturating_add(1));
-        Some(self.inner.polls.wait(key, timeout, Polled::NotModified))
+        let left = deadline.saturating_duration_since(Instant::now());
+        Ok(Some(self.inner.polls.wait(key, left, Polled::NotModified)))
     }
 
     /// This instance's copy of the orders.
@@ -245,37 +290,70 @@ impl Replica {
         self.inner.polls.waiting()
     }
 
-    /// Whether order `id` exists, catching up with the cluster first if this instance does not
-    /// know it yet.
-    pub async fn knows(&self, id: &str) -> bool {
+    /// Whether order `id` exists, catching up with the cluster first (by `deadline`) if this
+    /// instance does not know it yet.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError`] if this instance does not know it and cannot read the broker's history
+    /// by the deadline: whether it exists is not known.
+    pub async fn knows(&self, id: &str, deadline: Instant) -> Result<bool, BrokerError> {
         if self.inner.store.get(id).is_some() {
-            return true;
+            return Ok(true);
         }
-        self.inner.catch_up().await;
-        self.inner.store.get(id).is_some()
+        by(deadline, self.inner.catch_up()).await?;
+        Ok(self.inner.store.get(id).is_some())
     }
 
-    /// Appends `change`, then waits until this instance has applied it; its offset.
-    async fn write(&self, change: &Change) -> Result<u64, BrokerError> {
-        let payload = serde_json::to_vec(change).map_err(|e| BrokerError::Codec(e.to_string()))?;
-        let position = self
-            .inner
-            .broker
-            .append(CHANGES, CHANGES, Bytes::from(payload), HISTORY)
-            .await?;
-        loop {
-            let progressed = self.inner.progressed.notified();
-            if self.inner.applied.load(Ordering::Acquire) >= position.offset {
-                return Ok(position.offset);
-            }
-            if tokio::time::timeout(APPLIED_WAIT, progressed)
-                .await
-                .is_err()
-            {
-                self.inner.catch_up().await;
-            }
+    /// Makes sure this instance has applied version `version` of order `id` if the cluster
+    /// has it: a client that saw it on another instance resumes here after it, not from an
+    /// older copy. A version this instance has is answered at once; a newer one reads the
+    /// broker's history first (by `deadline`). A version still missing after that is ahead of
+    /// the whole cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError`] if this instance has an older version and cannot read the broker's
+    /// history by the deadline.
+    pub async fn caught_up_to(
+        &self,
+        id: &str,
+        version: u64,
+        deadline: Instant,
+    ) -> Result<(), BrokerError> {
+        let has = |store: &OrderStore| store.get(id).is_some_and(|order| order.version >= version);
+        if has(&self.inner.store) {
+            return Ok(());
         }
+        by(deadline, self.inner.catch_up()).await
     }
+
+    /// Appends `change` to the cluster's history by `deadline`; its offset.
+    async fn append_change(&self, change: &Change, deadline: Instant) -> Result<u64, BrokerError> {
+        let payload = serde_json::to_vec(change).map_err(|e| BrokerError::Codec(e.to_string()))?;
+        let position = by(
+            deadline,
+            self.inner
+                .broker
+                .append(CHANGES, CHANGES, Bytes::from(payload), HISTORY),
+        )
+        .await?;
+        Ok(position.offset)
+    }
+}
+
+/// `operation`, given up at `deadline` as if the broker were unavailable.
+async fn by<T>(
+    deadline: Instant,
+    operation: impl std::future::Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    tokio::time::timeout_at(deadline, operation)
+        .await
+        .unwrap_or_else(|_| {
+            Err(BrokerError::Unavailable(
+                "the broker did not answer by the request's deadline".to_owned(),
+            ))
+        })
 }
 
 impl Inner {
@@ -289,18 +367,41 @@ impl Inner {
             .map(|(_, order)| order.clone())
     }
 
+    /// Waits until change `offset` is applied here, reading history when it does not come
+    /// back on its own; gives up at `deadline`.
+    async fn applied_by(&self, offset: u64, deadline: Instant) -> Result<(), BrokerError> {
+        loop {
+            let progressed = self.progressed.notified();
+            if self.applied.load(Ordering::Acquire) >= offset {
+                return Ok(());
+            }
+            let look = (Instant::now() + APPLIED_WAIT).min(deadline);
+            if tokio::time::timeout_at(look, progressed).await.is_err() {
+                if Instant::now() >= deadline {
+                    return Err(BrokerError::Unavailable(format!(
+                        "change {offset} is stored, but not applied here by the request's deadline"
+                    )));
+                }
+                // A failed read is tried again at the next look.
+                let _ = by(deadline, self.catch_up()).await;
+            }
+        }
+    }
+
+    /// [`catch_up`](Self::catch_up) for the replica's own task: a failure is logged, and the
+    /// next change or quiet check tries again.
+    async fn catch_up_logged(&self) {
+        if let Err(error) = self.catch_up().await {
+            tracing::warn!(%error, "cannot read the order changes from the broker");
+        }
+    }
+
     /// Applies every change after the last one applied, from history.
-    async fn catch_up(&self) {
+    async fn catch_up(&self) -> Result<(), BrokerError> {
         let _applying = self.applying.lock().await;
         loop {
             let after = self.applied.load(Ordering::Acquire);
-            let history = match self.broker.range(CHANGES, after, PAGE).await {
-                Ok(history) => history,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the order changes from the broker");
-                    return;
-                }
-            };
+            let history = self.broker.range(CHANGES, after, PAGE).await?;
             let read = history.entries.len();
             for (offset, payload) in history.entries {
                 if offset > after {
@@ -311,7 +412,7 @@ impl Inner {
                 }
             }
             if read < PAGE {
-                return;
+                return Ok(());
             }
         }
     }

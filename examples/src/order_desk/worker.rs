@@ -7,6 +7,12 @@ use tokio::sync::mpsc;
 
 use super::{jobs::FulfilJob, DemoConfig, OrderStore};
 
+/// How long a placed order's fulfilment job is tried through a broker outage: 60 s, as a
+/// worker's steps are.
+pub const QUEUE_PATIENCE: Duration = Duration::from_secs(60);
+/// The pause between two tries.
+const QUEUE_RETRY: Duration = Duration::from_millis(250);
+
 /// The fulfilment worker's inbox: "another application" that does the work while clients
 /// wait.
 ///
@@ -56,8 +62,10 @@ impl Fulfilment {
         }
     }
 
-    /// Hands a new order to the worker.
-    pub async fn submit(&self, id: &str) {
+    /// Hands a new order to the worker. On a cluster the job is queued by a task that rides
+    /// out a broker outage (for up to [`QUEUE_PATIENCE`]): the request that placed the order
+    /// does not wait for it.
+    pub fn submit(&self, id: &str) {
         match &self.inbox {
             Inbox::Local(orders) => {
                 if orders.send(id.to_owned()).is_err() {
@@ -65,10 +73,17 @@ impl Fulfilment {
                 }
             }
             Inbox::Queue(queue) => {
-                let job = FulfilJob { id: id.to_owned() };
-                if let Err(error) = queue.send(&job).await {
-                    tracing::warn!(id, %error, "the order could not be queued for fulfilment");
-                }
+                let (queue, job) = (queue.clone(), FulfilJob { id: id.to_owned() });
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + QUEUE_PATIENCE;
+                    while let Err(error) = queue.send(&job).await {
+                        if tokio::time::Instant::now() >= deadline {
+                            tracing::warn!(id = job.id, %error, "the order could not be queued for fulfilment");
+                            return;
+                        }
+                        tokio::time::sleep(QUEUE_RETRY).await;
+                    }
+                });
             }
         }
     }
