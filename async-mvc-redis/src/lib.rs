@@ -245,6 +245,7 @@ impl RedisBroker {
                             "redis is unreachable and the outbox is full".to_owned(),
                         ));
                     };
+                    let permit = OutboxSlot::taken(permit);
                     let deadline = tokio::time::Instant::now() + self.inner.outbox_wait;
                     waiting = Some((permit, deadline));
                     deadline
@@ -262,6 +263,27 @@ impl RedisBroker {
 
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.inner.prefix)
+    }
+}
+
+/// An operation's place in the outbox while it waits for Redis, counted in
+/// `async_mvc.cluster.outbox.depth` with the `metrics` feature.
+struct OutboxSlot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl<'a> OutboxSlot<'a> {
+    fn taken(permit: tokio::sync::SemaphorePermit<'a>) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::gauge!(async_mvc::telemetry::OUTBOX_DEPTH).increment(1.0);
+        OutboxSlot { _permit: permit }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for OutboxSlot<'_> {
+    fn drop(&mut self) {
+        metrics::gauge!(async_mvc::telemetry::OUTBOX_DEPTH).decrement(1.0);
     }
 }
 

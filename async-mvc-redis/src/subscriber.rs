@@ -115,6 +115,8 @@ async fn session(
     subscriptions.connected.store(true, Ordering::Relaxed);
     if !first {
         subscriptions.reconnects.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!(async_mvc::telemetry::BROKER_RECONNECTS).increment(1);
         tracing::info!("redis pub/sub connection back; resubscribed");
         subscriptions.reconnected();
     }

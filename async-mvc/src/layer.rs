@@ -14,11 +14,14 @@ use axum::{
 use http::StatusCode;
 use tower::{Layer, Service};
 
+#[cfg(feature = "metrics")]
+use crate::telemetry::{Kind, Observation};
 use crate::{
     context,
     guard::contain,
     interceptor::AsyncRequest,
     manager::AsyncManager,
+    observed::ObservedBody,
     work::{AsyncWork, StartAsync, WorkFuture, WrapperParts},
 };
 
@@ -91,6 +94,10 @@ impl<F> ResponseFuture<F> {
     where
         S: Service<Request, Future = F>,
     {
+        #[cfg(feature = "metrics")]
+        let mut request = request;
+        #[cfg(feature = "metrics")]
+        let observation = observe(&mut request, manager.as_ref());
         // The request head, for interceptors and logs, if the response turns out to be async.
         let head = AsyncRequest::new(request.method().clone(), request.uri().clone())
             .with_accept(request.headers().get(http::header::ACCEPT).cloned());
@@ -100,8 +107,34 @@ impl<F> ResponseFuture<F> {
                 manager,
                 request: Some(head),
             },
+            #[cfg(feature = "metrics")]
+            observation,
         }
     }
+}
+
+/// Marks a request the outermost layer observes, so that a layer inside it does not count it
+/// again.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Copy)]
+struct Observed;
+
+/// Starts observing `request` — unless an enclosing layer does — with `manager`'s instruments
+/// (an inherited layer's: the default manager's).
+#[cfg(feature = "metrics")]
+fn observe(request: &mut Request, manager: Option<&AsyncManager>) -> Option<Observation> {
+    if request.extensions().get::<Observed>().is_some() {
+        return None;
+    }
+    request.extensions_mut().insert(Observed);
+    let route = request.extensions().get::<axum::extract::MatchedPath>();
+    let observation = match manager {
+        Some(manager) => manager.instruments().observe(request.method(), route),
+        None => context::lent_or_default()
+            .instruments()
+            .observe(request.method(), route),
+    };
+    Some(observation)
 }
 
 /// The response future of [`AsyncSupport`]: the handler's, then the async work's.
@@ -110,6 +143,9 @@ impl<F> ResponseFuture<F> {
 /// long as the request is pending, long after the handler's future is done.
 pub struct ResponseFuture<F> {
     state: State<F>,
+    /// The request's metrics, until its response (then its body) takes them.
+    #[cfg(feature = "metrics")]
+    observation: Option<Observation>,
 }
 
 enum State<F> {
@@ -122,6 +158,8 @@ enum State<F> {
     Async {
         future: WorkFuture,
         parts: Option<WrapperParts>,
+        /// The request's span, kept by its response's body until the last byte.
+        span: tracing::Span,
     },
 }
 
@@ -132,7 +170,8 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let state = &mut self.get_mut().state;
+        let this = self.get_mut();
+        let state = &mut this.state;
         loop {
             match state {
                 State::Handler {
@@ -149,8 +188,23 @@ where
                     let (Some((work, parts)), Some(request)) =
                         (AsyncWork::take(&mut response), request.take())
                     else {
+                        #[cfg(feature = "metrics")]
+                        if let Some(mut observation) = this.observation.take() {
+                            // A value rendered at once leaves its kind; any other is sync.
+                            let kind = response.extensions_mut().remove::<Kind>();
+                            observation.set_kind(kind.unwrap_or(Kind::Sync));
+                            return Poll::Ready(Ok(ObservedBody::wrap(
+                                response,
+                                Some(observation),
+                                tracing::Span::none(),
+                            )));
+                        }
                         return Poll::Ready(Ok(response));
                     };
+                    #[cfg(feature = "metrics")]
+                    if let Some(observation) = &mut this.observation {
+                        observation.set_kind(work.kind());
+                    }
                     let manager = manager.take().unwrap_or_else(context::lent_or_default);
                     // A `Content-Type` a wrapper preset decides how the value is written
                     // (Spring: the response entity's preset type comes first, gh-35130).
@@ -163,8 +217,10 @@ where
                     let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
                         tracing::debug_span!(
                             "async_request",
-                            method = %request.method(),
-                            path = request.path(),
+                            "http.request.method" = %request.method(),
+                            "url.path" = request.path(),
+                            "async_mvc.kind" = work.kind().as_str(),
+                            "http.response.status_code" = tracing::field::Empty,
                         )
                     } else {
                         tracing::Span::none()
@@ -177,12 +233,20 @@ where
                     let future = if span.is_disabled() {
                         future
                     } else {
-                        WorkFuture::waiting(tracing::Instrument::instrument(future, span))
+                        WorkFuture::waiting(tracing::Instrument::instrument(future, span.clone()))
                     };
                     // Frees the handler's finished future.
-                    *state = State::Async { future, parts };
+                    *state = State::Async {
+                        future,
+                        parts,
+                        span,
+                    };
                 }
-                State::Async { future, parts } => {
+                State::Async {
+                    future,
+                    parts,
+                    span,
+                } => {
                     let polled = contain("async response", || Pin::new(&mut *future).poll(cx));
                     let response = match polled {
                         Some(Poll::Ready(response)) => response,
@@ -193,7 +257,12 @@ where
                         Some(parts) => parts.apply(response),
                         None => response,
                     };
-                    return Poll::Ready(Ok(response));
+                    #[cfg(feature = "metrics")]
+                    let observation = this.observation.take();
+                    #[cfg(not(feature = "metrics"))]
+                    let observation = None;
+                    let span = std::mem::replace(span, tracing::Span::none());
+                    return Poll::Ready(Ok(ObservedBody::wrap(response, observation, span)));
                 }
             }
         }

@@ -117,6 +117,7 @@ mod interceptor;
 mod layer;
 mod limit;
 mod manager;
+mod observed;
 mod serve;
 mod sse;
 mod task;
@@ -125,6 +126,7 @@ mod work;
 #[doc(hidden)]
 pub mod __private;
 pub mod cluster;
+pub mod telemetry;
 
 pub use config::{AsyncConfig, DEFAULT_RETRY_AFTER, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 pub use controller::{Controller, RouterExt};

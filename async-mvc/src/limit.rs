@@ -225,6 +225,10 @@ struct WithPermit {
 }
 
 impl StartAsync for WithPermit {
+    fn kind(&self) -> crate::telemetry::Kind {
+        self.work.kind()
+    }
+
     fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let WithPermit { work, permit } = self;
         work.start(manager, request)

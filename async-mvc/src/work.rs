@@ -24,7 +24,7 @@ use axum::{
 };
 use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode};
 
-use crate::{error::AsyncError, interceptor::AsyncRequest, manager::AsyncManager};
+use crate::{error::AsyncError, interceptor::AsyncRequest, manager::AsyncManager, telemetry::Kind};
 
 /// The future that produces an async request's response: already known (no allocation), or
 /// waiting.
@@ -74,6 +74,9 @@ pub(crate) trait StartAsync: Send + 'static {
     /// Begins async processing of `request` under `manager`; the future resolves to the final
     /// response.
     fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture;
+
+    /// What kind of value it is, for metrics and traces.
+    fn kind(&self) -> Kind;
 }
 
 /// The shared slot behind [`AsyncWork`], type-erased; one allocation holds it and the work.
@@ -83,6 +86,9 @@ trait Slot: Send + Sync {
 
     /// Whether the work was taken.
     fn is_taken(&self) -> bool;
+
+    /// The work's kind (`None` once taken).
+    fn kind(&self) -> Option<Kind>;
 }
 
 impl<W: StartAsync> Slot for Mutex<Option<W>> {
@@ -95,6 +101,13 @@ impl<W: StartAsync> Slot for Mutex<Option<W>> {
         self.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_none()
+    }
+
+    fn kind(&self) -> Option<Kind> {
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(StartAsync::kind)
     }
 }
 
@@ -110,6 +123,10 @@ impl StartAsync for AsyncWork {
         self.0
             .start(manager, request)
             .unwrap_or_else(|| WorkFuture::ready(AsyncError::NotSupported.into_response()))
+    }
+
+    fn kind(&self) -> Kind {
+        self.0.kind().unwrap_or(Kind::Sync)
     }
 }
 
@@ -233,6 +250,10 @@ struct WithContentType {
 }
 
 impl StartAsync for WithContentType {
+    fn kind(&self) -> Kind {
+        self.work.kind()
+    }
+
     fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let WithContentType { work, content_type } = self;
         let request = request.with_produces(Some(content_type.clone()));

@@ -16,6 +16,9 @@
 //! `controller` is the same plain handler as an `#[async_controller]` method; the `w5-` modes
 //! send W5's `GET /w5` to the benchmark's own servers.
 //!
+//! Built with `--features metrics`, async-mvc measures every request into an installed
+//! Prometheus recorder (`metrics-exporter-prometheus`): what its metrics cost.
+//!
 //! `router` (the default) drives the router in process with `oneshot`; `http` serves it on
 //! 127.0.0.1 with `axum::serve` and sends the requests over one keep-alive hyper connection,
 //! both in this one thread; `serve` does the same with `async_mvc::serve` (its keep-alive request
@@ -30,6 +33,9 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // With `--features metrics`: async-mvc's metrics into a Prometheus recorder, as the demo.
+    #[cfg(feature = "metrics")]
+    let _prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let mut args = std::env::args().skip(1);
     let mode = args.next();
     let mut path = "/w1";

@@ -11,6 +11,7 @@
 //! | `--redis URL` | `REDIS_URL` | none: one process, orders in memory |
 //! | `--redis-outbox N` | `REDIS_OUTBOX` | [`async_mvc_redis::DEFAULT_OUTBOX`]: operations that may wait for an unreachable Redis at once |
 //! | `--role web\|worker\|all` | `ROLE` | `all`: the HTTP side and the workers in one process; `web` and `worker` need `--redis` |
+//! | `--metrics-port N` | `METRICS_PORT` | none: a `--role worker` process serves `/metrics`, `/healthz` and `/readyz` on 127.0.0.1:N (`0`: any free port) |
 //!
 //! A flag wins over its variable; `--flag=N` works as well as `--flag N`.
 
@@ -25,12 +26,14 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const USAGE: &str = "\
 usage: demo [--port N] [--header-read-timeout-ms N] [--keep-alive-timeout-ms N]
             [--send-timeout-ms N] [--max-connections N] [--redis URL]
-            [--redis-outbox N] [--role web|worker|all]
+            [--redis-outbox N] [--role web|worker|all] [--metrics-port N]
 Each flag may also be set by its environment variable: PORT, HEADER_READ_TIMEOUT_MS,
-KEEP_ALIVE_TIMEOUT_MS, SEND_TIMEOUT_MS, MAX_CONNECTIONS, REDIS_URL, REDIS_OUTBOX, ROLE. Unset: the library's
+KEEP_ALIVE_TIMEOUT_MS, SEND_TIMEOUT_MS, MAX_CONNECTIONS, REDIS_URL, REDIS_OUTBOX, ROLE,
+METRICS_PORT. Unset: the library's
 defaults, and one process with its orders in memory. `--role web` serves HTTP only and
 `--role worker` runs only the fulfilment worker and the invoice renderer (no HTTP port); both
-need --redis.";
+need --redis. A worker with --metrics-port serves /metrics, /healthz and /readyz there; every
+web process serves them on its own port.";
 
 /// Which parts of the order desk a process runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +60,8 @@ pub struct DemoArgs {
     pub role: Role,
     /// `--redis-outbox N`: how many operations may wait for an unreachable Redis at once.
     pub redis_outbox: Option<usize>,
+    /// `--metrics-port N`: where a worker serves `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_port: Option<u16>,
 }
 
 /// Server limits from the command line; `None` keeps [`async_mvc::serve`]'s default.
@@ -92,7 +97,7 @@ impl ServeLimits {
 }
 
 /// The flags, each with its variable.
-const FLAGS: [(&str, &str); 8] = [
+const FLAGS: [(&str, &str); 9] = [
     ("--port", "PORT"),
     ("--header-read-timeout-ms", "HEADER_READ_TIMEOUT_MS"),
     ("--keep-alive-timeout-ms", "KEEP_ALIVE_TIMEOUT_MS"),
@@ -101,6 +106,7 @@ const FLAGS: [(&str, &str); 8] = [
     ("--redis", "REDIS_URL"),
     ("--role", "ROLE"),
     ("--redis-outbox", "REDIS_OUTBOX"),
+    ("--metrics-port", "METRICS_PORT"),
 ];
 
 /// Parses `args` (without the program name), falling back on `env` for each unset flag.
@@ -189,11 +195,19 @@ pub fn parse(
         Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         None => None,
     };
+    let metrics_port =
+        match value(8) {
+            None => None,
+            Some((value, from)) => Some(value.trim().parse().map_err(|_| {
+                format!("invalid {from} `{value}`: expected a number from 0 to 65535")
+            })?),
+        };
     Ok(DemoArgs {
         port,
         redis,
         role,
         redis_outbox,
+        metrics_port,
         limits: ServeLimits {
             header_read_timeout: ms(1)?,
             keep_alive_timeout: ms(2)?,

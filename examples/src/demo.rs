@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::{
     cli::{self, Role, USAGE},
+    ops::{self, Readiness},
     order_desk::{DemoConfig, OrderDesk, Workers},
 };
 
@@ -35,6 +36,8 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
         }
     };
     let port = args.port;
+    // Before anything takes its metric handles (the executor, the manager, the server).
+    ops::prometheus();
 
     // The open-file limit sizes the server's connection limit (5% kept for everything else):
     // raised from the soft to the hard limit first, as servers usually do.
@@ -42,6 +45,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
         Ok(files) => tracing::debug!(files, "open-file limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
+    let mut ready = Readiness::always();
     let broker: Option<Arc<dyn MessageBroker>> = match &args.redis {
         None => None,
         Some(url) => match async_mvc_redis::RedisBroker::builder(url.as_str())
@@ -52,6 +56,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
         {
             Ok(broker) => {
                 tracing::info!(%url, role = ?args.role, "order desk on a cluster");
+                ready = Readiness::broker(broker.clone());
                 Some(Arc::new(broker))
             }
             Err(error) => {
@@ -63,8 +68,18 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
     if let (Role::Worker, Some(broker)) = (args.role, &broker) {
         // The other application: packs, ships and renders invoices; no HTTP port.
         let workers = Workers::standalone(broker, &DemoConfig::default());
+        let metrics = match args.metrics_port {
+            None => String::new(),
+            Some(port) => match serve_ops(port, ready).await {
+                Ok(address) => format!("; metrics on http://{address}/metrics"),
+                Err(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
         println!(
-            "Order desk worker on {}  (Ctrl+C to stop)",
+            "Order desk worker on {}{metrics}  (Ctrl+C to stop)",
             args.redis.as_deref().unwrap_or_default()
         );
         terminate_requested().await;
@@ -89,7 +104,8 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
         (None, _) => OrderDesk::new(DemoConfig::default()),
         (Some(broker), Role::Web) => OrderDesk::web(DemoConfig::default(), broker),
         (Some(broker), _) => OrderDesk::clustered(DemoConfig::default(), broker),
-    };
+    }
+    .ready_when(ready);
     // Ctrl+C or SIGTERM: the async manager answers every long poll (304, its timeout result),
     // ends every stream, refuses new async requests (a reconnecting EventSource gets 204), and
     // gives running invoice tasks its grace period; then the server stops.
@@ -108,6 +124,23 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on 127.0.0.1:`port` in a task: a worker's
+/// operator port. Its address.
+async fn serve_ops(port: u16, ready: Readiness) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .map_err(|error| format!("cannot listen on 127.0.0.1:{port}: {error}"))?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| format!("no local address: {error}"))?;
+    tokio::spawn(async move {
+        if let Err(error) = async_mvc::serve(listener, ops::routes(ready)).await {
+            tracing::error!(%error, "the metrics port stopped");
+        }
+    });
+    Ok(address)
 }
 
 /// Resolves on Ctrl+C or SIGTERM.

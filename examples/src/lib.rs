@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod ops;
 pub mod order_desk;
 pub mod processes;
 pub mod redis_server;

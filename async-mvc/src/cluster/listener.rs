@@ -305,6 +305,9 @@ async fn read_loop(state: Arc<State>, work: Work, stop: CancellationToken) {
                     state
                         .claimed
                         .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+                    if !claimed.is_empty() {
+                        crate::telemetry::jobs_claimed(&state.queue, claimed.len() as u64);
+                    }
                     jobs = claimed;
                 }
                 Err(error) => backoff.log(&error, &state.queue, "cannot claim jobs"),
@@ -369,6 +372,7 @@ async fn work_one(state: Arc<State>, work: Work, job: Job, _permit: OwnedSemapho
             .await;
         if let Ok(Some(reply)) = retained {
             state.replayed.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::job_redelivered(&state.queue);
             if publish(&state, reply_to, correlation_id, reply).await {
                 ack(&state, &job.id).await;
             }

@@ -188,6 +188,9 @@ where
     }
 }
 
+/// The requests waiting for their replies, by correlation id: each with when it was sent.
+type PendingRequests = HashMap<String, (Box<dyn Waiting>, Instant)>;
+
 struct Inner {
     broker: Arc<dyn MessageBroker>,
     queue: String,
@@ -196,7 +199,8 @@ struct Inner {
     /// This template's part of every correlation id.
     instance: String,
     next: AtomicU64,
-    pending: Mutex<HashMap<String, Box<dyn Waiting>>>,
+    /// By correlation id: the request, and when it was sent.
+    pending: Mutex<PendingRequests>,
     max_outstanding: AtomicUsize,
     queue_max_len: AtomicUsize,
     retention_ms: AtomicU64,
@@ -341,7 +345,7 @@ impl ReplyingTemplate {
             let limit = inner.max_outstanding.load(Ordering::Relaxed);
             if pending.len() >= limit {
                 // Requests whose handler dropped them go here.
-                pending.retain(|_, waiting| !waiting.is_done());
+                pending.retain(|_, (waiting, _)| !waiting.is_done());
             }
             if pending.len() >= limit {
                 result.set_error_result(
@@ -353,13 +357,19 @@ impl ReplyingTemplate {
                 );
                 return result;
             }
-            pending.insert(correlation_id.clone(), Box::new(result.clone()));
+            pending.insert(
+                correlation_id.clone(),
+                (Box::new(result.clone()), Instant::now()),
+            );
         }
         let weak = Arc::downgrade(inner);
         let leaving = correlation_id.clone();
         result.on_completion(move || {
             if let Some(inner) = weak.upgrade() {
-                inner.lock().remove(&leaving);
+                // Still listed: no reply came (a timeout, or the client left).
+                if let Some((_, sent)) = inner.lock().remove(&leaving) {
+                    crate::telemetry::reply_finished(&inner.queue, "timed_out", sent.elapsed());
+                }
             }
         });
         // Sent while the request's timer runs: a job that waits in the outbox (the broker
@@ -425,7 +435,7 @@ impl ReplyingTemplate {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Box<dyn Waiting>>> {
+    fn lock(&self) -> MutexGuard<'_, PendingRequests> {
         // Only map operations run under this lock: a reply completes its request after.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -450,6 +460,7 @@ impl Inner {
             }
             Ok(None) => {
                 self.no_responders.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::no_responders(&self.queue);
                 Err(ReplyError::NoResponders {
                     queue: self.queue.clone(),
                     retry_after: DEFAULT_RETRY_AFTER,
@@ -477,14 +488,20 @@ impl Inner {
             tracing::warn!(queue = %self.queue, "a reply did not deserialize: ignored");
             return;
         };
-        let waiting = self.lock().remove(correlation_id);
-        let completed = waiting.is_some_and(|waiting| waiting.complete(reply));
-        let counter = if completed {
-            &self.replies
-        } else {
-            &self.ignored
+        let outcome = match &reply {
+            ReplyBody::Ok(_) => "reply",
+            ReplyBody::Err(_) => "error",
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let waiting = self.lock().remove(correlation_id);
+        let sent = waiting.as_ref().map(|(_, sent)| *sent);
+        let completed = waiting.is_some_and(|(waiting, _)| waiting.complete(reply));
+        if let (true, Some(sent)) = (completed, sent) {
+            crate::telemetry::reply_finished(&self.queue, outcome, sent.elapsed());
+            self.replies.fetch_add(1, Ordering::Relaxed);
+        } else {
+            crate::telemetry::ignored_reply(&self.queue);
+            self.ignored.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// After a broker outage: replies published meanwhile may be lost; the retained ones are

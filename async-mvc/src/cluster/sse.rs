@@ -287,6 +287,11 @@ impl ClusteredSseBroadcaster {
             Some(id) => self.replay(topic, id).await,
         };
         let status = replay.status;
+        match status {
+            ReplayStatus::Recovered => crate::telemetry::sse_replay("full"),
+            ReplayStatus::Reset => crate::telemetry::sse_replay("reset"),
+            ReplayStatus::Live => {}
+        }
         if status == ReplayStatus::Reset {
             self.hub.replay_resets.fetch_add(1, Ordering::Relaxed);
             let on_reset = self.hub.settings().on_reset.clone();

@@ -60,6 +60,10 @@ where
     T: IntoResponse + Send + 'static,
     E: IntoResponse + Send + 'static,
 {
+    fn kind(&self) -> crate::telemetry::Kind {
+        crate::telemetry::Kind::Deferred
+    }
+
     fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         match self.shared.take() {
             Some(shared) => run(manager, request, shared),
@@ -152,6 +156,8 @@ where
         let timeout = lifecycle
             .shared
             .effective_timeout(lifecycle.manager().config().get_default_timeout());
+        #[cfg(feature = "metrics")]
+        let due = timeout.map(|after| tokio::time::Instant::now() + after);
         // A graceful shutdown resolves the result as its timeout would, at once.
         let waited = tokio::select! {
             biased;
@@ -163,6 +169,10 @@ where
         match waited {
             Some(value) => lifecycle.finish_with_value(value),
             None => {
+                #[cfg(feature = "metrics")]
+                if let Some(due) = due {
+                    lifecycle.manager().instruments().timeout_fired(due);
+                }
                 let after = timeout.unwrap_or_default();
                 let result = resolve_timeout(&lifecycle, after);
                 lifecycle.finish(result)
@@ -186,7 +196,13 @@ where
     let value = shared.take_value()?;
     // `on_completion` runs after the response is rendered, even if rendering panics.
     let completion = Completion(shared);
-    let response = render(value);
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    let mut response = render(value);
+    // For the layer's metrics: the response came from a deferred result.
+    #[cfg(feature = "metrics")]
+    response
+        .extensions_mut()
+        .insert(crate::telemetry::Kind::Deferred);
     manager.count(Count::Completed);
     drop(completion);
     Some(response)

@@ -277,6 +277,8 @@ impl fmt::Debug for StreamBody {
 /// first; the other then counts nothing.
 pub(super) struct StreamLifecycle {
     shared: Arc<StreamShared>,
+    /// Counts the stream among the open SSE streams until it ends (`None`: not SSE).
+    _sse: Option<crate::telemetry::SseStream>,
 }
 
 struct StreamShared {
@@ -284,6 +286,8 @@ struct StreamShared {
     pending: Mutex<Option<Pending>>,
     manager: AsyncManager,
     path: String,
+    /// An SSE stream.
+    sse: bool,
 }
 
 impl StreamShared {
@@ -296,13 +300,15 @@ impl StreamShared {
 }
 
 impl StreamLifecycle {
-    pub(super) fn new(pending: Pending, manager: AsyncManager, path: String) -> Self {
+    pub(super) fn new(pending: Pending, manager: AsyncManager, path: String, sse: bool) -> Self {
         StreamLifecycle {
             shared: Arc::new(StreamShared {
                 pending: Mutex::new(Some(pending)),
                 manager,
                 path,
+                sse,
             }),
+            _sse: sse.then(crate::telemetry::SseStream::open),
         }
     }
 
@@ -356,6 +362,9 @@ impl GiveUp {
             return false;
         };
         self.shared.manager.count(Count::SlowConsumer);
+        if self.shared.sse {
+            crate::telemetry::sse_slow_consumer();
+        }
         tracing::debug!(
             path = %self.shared.path,
             after_ms = after.as_millis() as u64,

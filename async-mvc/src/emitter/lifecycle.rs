@@ -48,7 +48,7 @@ pub(super) fn stream_response(
         }
     };
     manager.concurrent_handling_started(request);
-    let lifecycle = StreamLifecycle::new(pending, manager.clone(), request.path().to_owned());
+    let lifecycle = StreamLifecycle::new(pending, manager.clone(), request.path().to_owned(), sse);
     let on_shutdown = OnShutdown::new(
         manager.shutdown_token().clone().cancelled_owned(),
         manager

@@ -358,6 +358,10 @@ impl IntoResponse for ReactiveStream {
 }
 
 impl StartAsync for ReactiveStream {
+    fn kind(&self) -> crate::telemetry::Kind {
+        crate::telemetry::Kind::Reactive
+    }
+
     fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let ReactiveStream { kind, elements } = self;
         let (headers, heartbeat, frames): (
@@ -510,7 +514,9 @@ where
     F::Output: IntoResponse + Send + 'static,
 {
     fn into_response(self) -> Response {
-        WebAsyncTask::from_future(self.future).into_response()
+        let mut task = WebAsyncTask::from_future(self.future);
+        task.kind = crate::telemetry::Kind::Reactive;
+        task.into_response()
     }
 }
 

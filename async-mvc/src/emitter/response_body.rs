@@ -382,6 +382,18 @@ struct EmitterStart {
 }
 
 impl StartAsync for EmitterStart {
+    fn kind(&self) -> crate::telemetry::Kind {
+        let sse = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+        if sse {
+            crate::telemetry::Kind::Sse
+        } else {
+            crate::telemetry::Kind::Emitter
+        }
+    }
+
     fn start(mut self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let Some(emitter) = self.emitter.take() else {
             return WorkFuture::ready(AsyncError::NotSupported.into_response());

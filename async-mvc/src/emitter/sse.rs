@@ -187,7 +187,10 @@ impl SseEmitter {
         if event.is_empty() {
             return Ok(());
         }
-        self.emitter.send_bytes(event.bytes().clone()).await
+        counted(
+            self.emitter.send_bytes(event.bytes().clone()).await,
+            event.bytes().len(),
+        )
     }
 
     /// Like [`send_event`](Self::send_event), but fails with [`EmitterError::Full`] instead of
@@ -196,7 +199,10 @@ impl SseEmitter {
         if event.is_empty() {
             return Ok(());
         }
-        self.emitter.try_send_bytes(event.bytes().clone())
+        counted(
+            self.emitter.try_send_bytes(event.bytes().clone()),
+            event.bytes().len(),
+        )
     }
 
     /// Queues `event` whatever the buffer's bounds (a broadcaster's replay).
@@ -204,7 +210,10 @@ impl SseEmitter {
         if event.is_empty() {
             return Ok(());
         }
-        self.emitter.force_send_bytes(event.bytes().clone())
+        counted(
+            self.emitter.force_send_bytes(event.bytes().clone()),
+            event.bytes().len(),
+        )
     }
 
     /// Whether both handles are the same emitter.
@@ -214,12 +223,14 @@ impl SseEmitter {
 
     /// Queues an encoded frame whatever the buffer's bounds (a replay from history).
     pub(crate) fn force_send_frame(&self, frame: Bytes) -> Result<(), EmitterError> {
-        self.emitter.force_send_bytes(frame)
+        let len = frame.len();
+        counted(self.emitter.force_send_bytes(frame), len)
     }
 
     /// Queues an encoded frame, or reports [`EmitterError::Full`].
     pub(crate) fn try_send_frame(&self, frame: Bytes) -> Result<(), EmitterError> {
-        self.emitter.try_send_bytes(frame)
+        let len = frame.len();
+        counted(self.emitter.try_send_bytes(frame), len)
     }
 
     /// Gives the stream up: its client reads too slowly.
@@ -301,4 +312,13 @@ impl IntoResponse for SseEmitter {
             .map(|every| (every, SseEvent::heartbeat().into_bytes()));
         self.emitter.into_stream_response(sse_headers(), heartbeat)
     }
+}
+
+/// `sent`, with an event of `bytes` bytes counted if it was queued.
+#[inline]
+fn counted(sent: Result<(), EmitterError>, bytes: usize) -> Result<(), EmitterError> {
+    if sent.is_ok() {
+        crate::telemetry::sse_event(bytes);
+    }
+    sent
 }

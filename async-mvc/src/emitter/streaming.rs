@@ -145,6 +145,10 @@ impl IntoResponse for StreamingResponseBody {
 }
 
 impl StartAsync for StreamingResponseBody {
+    fn kind(&self) -> crate::telemetry::Kind {
+        crate::telemetry::Kind::Streaming
+    }
+
     fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         let (pipe, reader) = tokio::io::duplex(PIPE_BYTES);
         let task = tokio::spawn((self.writer)(BodyWriter { pipe }));

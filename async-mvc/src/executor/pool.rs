@@ -17,7 +17,7 @@ use super::{
     config::Config,
     handle::{Queue, Rejected, TaskHandle, TaskPanicked},
 };
-use crate::guard;
+use crate::{guard, telemetry::ExecutorInstruments};
 
 pub(super) struct Inner {
     config: Config,
@@ -27,6 +27,8 @@ pub(super) struct Inner {
     /// Taken out and shut down in the background on drop: dropping a runtime the usual way
     /// blocks, and panics inside async code.
     runtime: Option<Runtime>,
+    /// The `metrics` gauges and counter, by the executor's name (nothing without the feature).
+    instruments: ExecutorInstruments,
 }
 
 impl Drop for Inner {
@@ -67,10 +69,13 @@ impl State {
 impl Inner {
     /// The pool of `config`, on `runtime`'s blocking threads.
     pub(super) fn new(config: Config, runtime: Runtime) -> Self {
+        // The thread name prefix without its separator names the executor: `async-mvc`.
+        let name = config.thread_name_prefix.trim_end_matches(['-', '_', ' ']);
         Inner {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             state: Mutex::new(State::default()),
+            instruments: ExecutorInstruments::new(name),
             config,
         }
     }
@@ -126,7 +131,7 @@ impl Inner {
         let admission = {
             let mut state = self.lock();
             // `max(1)`: with core 0 the first task still runs at once, as in Java.
-            if state.active < config.core_pool_size.max(1) {
+            let admission = if state.active < config.core_pool_size.max(1) {
                 state.take_slot();
                 Admission::Run(job)
             } else if state.queue.len() < config.queue_capacity {
@@ -147,8 +152,11 @@ impl Inner {
                     max_pool_size: config.max_pool_size,
                     queue_capacity: config.queue_capacity,
                 };
+                self.instruments.rejected();
                 Admission::Rejected(rejected, job)
-            }
+            };
+            self.instruments.state(state.active, state.queue.len());
+            admission
         };
 
         let queued_id = match admission {
@@ -192,13 +200,15 @@ impl Inner {
             Outcome::Panicked => state.panicked += 1,
             Outcome::Cancelled => state.cancelled += 1,
         }
-        match state.queue.pop_first() {
+        let next = match state.queue.pop_first() {
             Some((_, next)) => Some(next),
             None => {
                 state.free_slot();
                 None
             }
-        }
+        };
+        self.instruments.state(state.active, state.queue.len());
+        next
     }
 
     /// A worker was dropped before it ran (the OS could not give it a thread): frees its slot.

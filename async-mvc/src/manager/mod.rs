@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use shutdown::ShutdownSignal;
 
 use crate::guard::contain;
+use crate::telemetry::{ManagerInstruments, Outcome};
 
 use crate::{
     config::AsyncConfig,
@@ -59,6 +60,8 @@ struct Inner {
     /// The configured executor, or the default one, created on first use.
     executor: OnceLock<AsyncTaskExecutor>,
     counters: Counters,
+    /// The `metrics` handles (nothing without the feature).
+    instruments: ManagerInstruments,
     /// Set when a graceful shutdown begins; read on every admission, where the token's
     /// `is_cancelled` would take its lock.
     shutting_down: AtomicBool,
@@ -137,6 +140,7 @@ impl AsyncManager {
                 executor,
                 config,
                 counters: Counters::default(),
+                instruments: ManagerInstruments::new(),
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 pending_shutdown: ShutdownSignal::new(),
@@ -289,15 +293,22 @@ impl AsyncManager {
     /// Counts one async request as `what`.
     pub(crate) fn count(&self, what: Count) {
         let counters = &self.inner.counters;
-        let counter = match what {
-            Count::Completed => &counters.completed,
-            Count::TimedOut => &counters.timed_out,
-            Count::Disconnected => &counters.disconnected,
-            Count::Rejected => &counters.rejected,
-            Count::Error => &counters.errors,
-            Count::SlowConsumer => &counters.slow_consumers,
+        let (counter, outcome) = match what {
+            Count::Completed => (&counters.completed, Outcome::Completed),
+            Count::TimedOut => (&counters.timed_out, Outcome::TimedOut),
+            Count::Disconnected => (&counters.disconnected, Outcome::Disconnected),
+            Count::Rejected => (&counters.rejected, Outcome::Rejected),
+            Count::Error => (&counters.errors, Outcome::Error),
+            Count::SlowConsumer => (&counters.slow_consumers, Outcome::SlowConsumer),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.inner.instruments.outcome(outcome);
+    }
+
+    /// The manager's `metrics` handles (see [`telemetry`](crate::telemetry)).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn instruments(&self) -> &ManagerInstruments {
+        &self.inner.instruments
     }
 
     /// The registered `CallableProcessingInterceptor`s, in order.

@@ -320,11 +320,12 @@ impl Serve {
                 Room::Free => false,
                 Room::Shed(phase) => {
                     let counters = stats.counters();
-                    let counter = match phase {
-                        Phase::ReadingHead => &counters.shed_reading_head,
-                        Phase::Idle => &counters.shed_idle,
+                    let (counter, reason) = match phase {
+                        Phase::ReadingHead => (&counters.shed_reading_head, "reading_head"),
+                        Phase::Idle => (&counters.shed_idle, "idle"),
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::connection_shed(reason);
                     shed_log.log(|more| {
                         tracing::warn!(
                             limit = table.limit(),
@@ -342,6 +343,7 @@ impl Serve {
                             .counters()
                             .limit_reached
                             .fetch_add(1, Ordering::Relaxed);
+                        crate::telemetry::connection_shed("limit_reached");
                         full_log.log(|more| {
                             tracing::warn!(
                                 limit = table.limit(),

@@ -51,6 +51,7 @@ impl tower::Service<Request<Incoming>> for ConnService {
         if number == 1 && !http1 {
             let counters = self.shared.stats.counters();
             counters.http2.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::connection_http2();
         }
         ConnFuture {
             inner: self.router.call(request),

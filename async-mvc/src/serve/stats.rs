@@ -96,14 +96,15 @@ impl ConnectionStats {
 impl Counters {
     /// Counts a connection the server closed.
     pub(super) fn closed(&self, reason: CloseReason) {
-        let counter = match reason {
-            CloseReason::HeaderReadTimeout => &self.header_read_timeouts,
-            CloseReason::KeepAliveTimeout => &self.keep_alive_timeouts,
-            CloseReason::SendTimeout => &self.send_timeouts,
+        let (counter, kind) = match reason {
+            CloseReason::HeaderReadTimeout => (&self.header_read_timeouts, "header_read"),
+            CloseReason::KeepAliveTimeout => (&self.keep_alive_timeouts, "keep_alive"),
+            CloseReason::SendTimeout => (&self.send_timeouts, "send"),
             // Counted by phase when chosen.
             CloseReason::Shed => return,
         };
         counter.fetch_add(1, Relaxed);
+        crate::telemetry::connection_timeout(kind);
     }
 }
 

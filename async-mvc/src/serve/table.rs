@@ -95,6 +95,8 @@ impl Table {
         let counters = self.stats.counters();
         counters.open.store(state.open.len() as u64, Relaxed);
         counters.accepted.fetch_add(1, Relaxed);
+        crate::telemetry::connection_accepted();
+        crate::telemetry::open_connections(state.open.len() as u64);
         Entry {
             table: Arc::clone(self),
             id,
@@ -250,6 +252,7 @@ impl Entry {
         }
         let open = state.open.len() as u64;
         self.table.stats.counters().open.store(open, Relaxed);
+        crate::telemetry::open_connections(open);
     }
 }
 

@@ -41,6 +41,10 @@ impl<T> StartAsync for WebAsyncTask<T>
 where
     T: IntoResponse + Send + 'static,
 {
+    fn kind(&self) -> crate::telemetry::Kind {
+        self.kind
+    }
+
     fn start(self, manager: AsyncManager, request: AsyncRequest) -> WorkFuture {
         WorkFuture::waiting(run(manager, request, self))
     }
@@ -59,6 +63,7 @@ where
         on_timeout,
         on_error,
         on_completion,
+        kind: _,
     } = task;
     let chain = Arc::clone(manager.callable_interceptors());
     for interceptor in chain.iter() {

@@ -129,6 +129,8 @@ pub struct WebAsyncTask<T> {
     on_timeout: Option<Box<dyn FnOnce() -> T + Send>>,
     on_error: Option<ErrorFallback<T>>,
     on_completion: Option<Box<dyn FnOnce() + Send>>,
+    /// What it was returned as (a `Callable` and a `ReactiveFuture` are tasks too).
+    pub(crate) kind: crate::telemetry::Kind,
 }
 
 impl<T> WebAsyncTask<T> {
@@ -140,6 +142,7 @@ impl<T> WebAsyncTask<T> {
             on_timeout: None,
             on_error: None,
             on_completion: None,
+            kind: crate::telemetry::Kind::Task,
         }
     }
 
@@ -244,7 +247,8 @@ impl<T> IntoResponse for Callable<T>
 where
     T: IntoResponse + Send + 'static,
 {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        self.task.kind = crate::telemetry::Kind::Callable;
         self.task.into_response()
     }
 }

@@ -8,6 +8,8 @@ use async_mvc::{
 };
 use axum::{routing::get, Json, Router};
 
+use crate::ops::{self, Readiness};
+
 use super::{
     page, DemoConfig, Fulfilment, OrderStore, OrdersController, Replica, Workers, FULFILMENT_QUEUE,
     INVOICE_QUEUE,
@@ -24,6 +26,8 @@ pub struct OrderDesk {
     /// The workers this process runs on a cluster (`--role all`); they stop with the last
     /// clone.
     workers: Option<Arc<Workers>>,
+    /// What `GET /readyz` asks.
+    ready: Readiness,
 }
 
 /// Which parts of a cluster instance run here.
@@ -68,6 +72,8 @@ impl OrderDesk {
     }
 
     fn assemble(config: DemoConfig, cluster: Option<(Arc<dyn MessageBroker>, Part)>) -> Self {
+        // Before the manager takes its metric handles.
+        ops::prometheus();
         let store = OrderStore::new();
         let mut workers = None;
         let mut clustered = None;
@@ -144,7 +150,16 @@ impl OrderDesk {
             manager,
             connections,
             workers,
+            ready: Readiness::always(),
         }
+    }
+
+    /// `GET /readyz` answers `503` with the reason while `ready` says so (default: always
+    /// ready). On a cluster: [`Readiness::broker`].
+    #[must_use]
+    pub fn ready_when(mut self, ready: Readiness) -> Self {
+        self.ready = ready;
+        self
     }
 
     /// The workers this process runs on a cluster ([`clustered`](Self::clustered)).
@@ -152,9 +167,10 @@ impl OrderDesk {
         self.workers.as_deref()
     }
 
-    /// The routes, ready for `axum::serve`.
+    /// The routes, ready for `axum::serve`: the page, the API, and the operator's `/metrics`,
+    /// `/healthz` and `/readyz` ([`ops`]).
     pub fn router(&self) -> Router {
-        self.router.clone()
+        self.router.clone().merge(ops::routes(self.ready.clone()))
     }
 
     /// The orders and their waiting long polls.
