@@ -20,6 +20,8 @@ pub mod cli;
 pub mod demo;
 pub mod ops;
 pub mod order_desk;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod processes;
 pub mod redis_server;
 pub mod soak;

@@ -231,3 +231,87 @@ async fn redis_still_loading_after_a_restart_is_waited_for_not_an_error() {
     );
     assert!(cluster.all_running(), "no process exited");
 }
+
+#[tokio::test]
+async fn every_process_says_it_is_not_ready_while_redis_is_down() {
+    let _one = SERIAL.lock().await;
+    let Some(mut cluster) = Cluster::start(true, 1, 0, &[]) else {
+        return;
+    };
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_demo"));
+    let worker = async_mvc_examples::processes::DemoProcess::start(
+        binary,
+        "worker",
+        &cluster.redis.url(),
+        &["--metrics-port", "0"],
+    )
+    .expect("a worker with a metrics port");
+    let order = cluster.place(0, "clock").await;
+    cluster
+        .wait_for_workers(order["id"].as_str().unwrap())
+        .await;
+    let http = cluster.http.clone();
+    let probe = |url: String| {
+        let http = http.clone();
+        async move {
+            let answer = http.get(url).send().await.unwrap();
+            let status = answer.status();
+            (status, answer.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    for url in [cluster.web(0).url("/readyz"), worker.url("/readyz")] {
+        assert_eq!(probe(url).await.0, StatusCode::OK);
+    }
+    let scraped = http.get(worker.url("/metrics")).send().await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains("executor_pool_size") || text.contains("async_mvc_cluster"),
+        "{text}"
+    );
+
+    cluster.redis.kill();
+    for url in [cluster.web(0).url("/readyz"), worker.url("/readyz")] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = probe(url.clone()).await;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(body["status"], "unavailable", "{body}");
+                assert!(body["reason"].as_str().unwrap().contains("redis"), "{body}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} stayed ready without redis"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for url in [cluster.web(0).url("/healthz"), worker.url("/healthz")] {
+        assert_eq!(probe(url).await.0, StatusCode::OK, "live all along");
+    }
+    cluster.redis.restart();
+    for url in [cluster.web(0).url("/readyz"), worker.url("/readyz")] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while probe(url.clone()).await.0 != StatusCode::OK {
+            assert!(Instant::now() < deadline, "{url} not ready again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let text = http
+        .get(worker.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines().any(
+            |line| line.starts_with("async_mvc_cluster_broker_reconnects_total ")
+                && !line.ends_with(" 0")
+        ),
+        "the worker counted its reconnect:\n{text}"
+    );
+    assert!(cluster.all_running());
+}

@@ -24,6 +24,10 @@ pub(super) struct JobEnvelope<J = serde_json::Value, S = String> {
     /// How long the worker keeps the reply in the broker, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) retain_ms: Option<u64>,
+    /// The sender's trace context (W3C `traceparent`), when a
+    /// [`TracePropagator`](super::TracePropagator) is installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) traceparent: Option<String>,
     /// The application's job.
     pub(super) job: J,
 }
@@ -104,6 +108,7 @@ mod tests {
             reply_to: Some("r".to_owned()),
             expires_at_ms,
             retain_ms,
+            traceparent: None,
             job: serde_json::Value::Null,
         }
     }

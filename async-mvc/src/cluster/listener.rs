@@ -381,7 +381,8 @@ async fn work_one(state: Arc<State>, work: Work, job: Job, _permit: OwnedSemapho
     }
     state.in_progress().insert(job.id.clone());
     let retain = envelope.retention();
-    let reply = work(envelope.job).await;
+    let span = super::trace::job_span(&state.queue, &job.id, envelope.traceparent.as_deref());
+    let reply = tracing::Instrument::instrument(work(envelope.job), span).await;
     state.processed.fetch_add(1, Ordering::Relaxed);
     if matches!(reply, ReplyBody::Err(_)) {
         state.failed.fetch_add(1, Ordering::Relaxed);

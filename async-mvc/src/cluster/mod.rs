@@ -30,6 +30,7 @@ mod queue;
 mod registry;
 mod reply;
 mod sse;
+mod trace;
 
 pub use broker::{BoxFuture, BrokerError, BrokerEvent, History, Message, MessageBroker, Position};
 pub use listener::{
@@ -46,6 +47,7 @@ pub use sse::{
     ClusterSseMetrics, ClusterSubscription, ClusteredSseBroadcaster, ReplayStatus, DEFAULT_HISTORY,
     LAST_EVENT_ID_STATUS,
 };
+pub use trace::{set_trace_propagator, TracePropagator};
 
 #[cfg(test)]
 mod tests;

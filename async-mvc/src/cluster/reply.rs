@@ -325,6 +325,7 @@ impl ReplyingTemplate {
             reply_to: Some(inner.reply_to.as_str()),
             expires_at_ms: Some(ms_after(timeout)),
             retain_ms: Some(inner.retention_ms.load(Ordering::Relaxed)),
+            traceparent: super::trace::current(),
             job,
         };
         let bytes = match serde_json::to_vec(&envelope) {
@@ -398,6 +399,7 @@ impl ReplyingTemplate {
             reply_to: None,
             expires_at_ms: None,
             retain_ms: None,
+            traceparent: super::trace::current(),
             job,
         };
         let bytes = serde_json::to_vec(&envelope).map_err(|e| ReplyError::Codec(e.to_string()))?;
