@@ -47,6 +47,26 @@ pub(crate) fn with_lent<R>(f: impl FnOnce(&AsyncManager) -> R) -> Option<R> {
     })
 }
 
+#[cfg(feature = "metrics")]
+thread_local! {
+    /// The kind of a value a handler rendered at once under a lend (a `DeferredResult` already
+    /// set), for the observing layer's metrics: noted by the value, taken by the layer that
+    /// polled the handler.
+    static RENDERED: Cell<Option<crate::telemetry::Kind>> = const { Cell::new(None) };
+}
+
+/// Notes that a value of `kind` was rendered at once.
+#[cfg(feature = "metrics")]
+pub(crate) fn note_rendered(kind: crate::telemetry::Kind) {
+    RENDERED.set(Some(kind));
+}
+
+/// The kind noted since the last call, if any.
+#[cfg(feature = "metrics")]
+pub(crate) fn take_rendered() -> Option<crate::telemetry::Kind> {
+    RENDERED.take()
+}
+
 /// Whether an explicit layer encloses the code running now.
 pub(crate) fn is_lent() -> bool {
     with_lent(|_| ()).is_some()

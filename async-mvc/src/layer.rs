@@ -95,9 +95,7 @@ impl<F> ResponseFuture<F> {
         S: Service<Request, Future = F>,
     {
         #[cfg(feature = "metrics")]
-        let mut request = request;
-        #[cfg(feature = "metrics")]
-        let observation = observe(&mut request, manager.as_ref());
+        let observation = observe(&request, manager.as_ref());
         // The request head, for interceptors and logs, if the response turns out to be async.
         let head = AsyncRequest::new(request.method().clone(), request.uri().clone())
             .with_accept(request.headers().get(http::header::ACCEPT).cloned());
@@ -113,20 +111,14 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-/// Marks a request the outermost layer observes, so that a layer inside it does not count it
-/// again.
+/// Starts observing `request` — unless an enclosing layer does: a layer inside another is
+/// called while the outer one polls its handler, with its manager lent — with `manager`'s
+/// instruments (an inherited layer's: the default manager's).
 #[cfg(feature = "metrics")]
-#[derive(Clone, Copy)]
-struct Observed;
-
-/// Starts observing `request` — unless an enclosing layer does — with `manager`'s instruments
-/// (an inherited layer's: the default manager's).
-#[cfg(feature = "metrics")]
-fn observe(request: &mut Request, manager: Option<&AsyncManager>) -> Option<Observation> {
-    if request.extensions().get::<Observed>().is_some() {
+fn observe(request: &Request, manager: Option<&AsyncManager>) -> Option<Observation> {
+    if context::is_lent() {
         return None;
     }
-    request.extensions_mut().insert(Observed);
     let route = request.extensions().get::<axum::extract::MatchedPath>();
     let observation = match manager {
         Some(manager) => manager.instruments().observe(request.method(), route),
@@ -190,8 +182,8 @@ where
                     else {
                         #[cfg(feature = "metrics")]
                         if let Some(mut observation) = this.observation.take() {
-                            // A value rendered at once leaves its kind; any other is sync.
-                            let kind = response.extensions_mut().remove::<Kind>();
+                            // A value rendered at once noted its kind; any other is sync.
+                            let kind = context::take_rendered();
                             observation.set_kind(kind.unwrap_or(Kind::Sync));
                             return Poll::Ready(Ok(ObservedBody::wrap(
                                 response,

@@ -392,3 +392,47 @@ async fn the_demo_serves_metrics_health_and_readiness() {
         "ready"
     );
 }
+
+#[tokio::test]
+async fn a_value_set_before_the_handler_returned_is_still_a_deferred_result() {
+    let _one = SERIAL.lock().await;
+    let app = observed(
+        Router::new()
+            .route(
+                "/m/early",
+                get(|| async {
+                    let result = DeferredResult::<&'static str>::new();
+                    result.set_result("early");
+                    result
+                }),
+            )
+            .route("/m/plain", get(|| async { "plain" })),
+        manager(),
+    );
+    let server = TestServer::start(app).await;
+    for path in ["/m/early", "/m/plain"] {
+        let answer = client().get(server.url(path)).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    let series = |route: &'static str, kind: &'static str| {
+        [
+            ("http_request_method", "GET"),
+            ("http_route", route),
+            ("http_response_status_code", "200"),
+            ("async_mvc_kind", kind),
+        ]
+    };
+    until("both recorded with their kinds", |text| {
+        value(
+            text,
+            "http_server_request_duration_seconds_count",
+            &series("/m/early", "deferred"),
+        ) == 1.0
+            && value(
+                text,
+                "http_server_request_duration_seconds_count",
+                &series("/m/plain", "sync"),
+            ) == 1.0
+    })
+    .await;
+}

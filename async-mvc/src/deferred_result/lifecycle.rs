@@ -196,13 +196,10 @@ where
     let value = shared.take_value()?;
     // `on_completion` runs after the response is rendered, even if rendering panics.
     let completion = Completion(shared);
-    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
-    let mut response = render(value);
+    let response = render(value);
     // For the layer's metrics: the response came from a deferred result.
     #[cfg(feature = "metrics")]
-    response
-        .extensions_mut()
-        .insert(crate::telemetry::Kind::Deferred);
+    crate::context::note_rendered(crate::telemetry::Kind::Deferred);
     manager.count(Count::Completed);
     drop(completion);
     Some(response)

@@ -132,7 +132,7 @@ pub const LAG_BUCKETS: &[f64] = &[
 ];
 
 /// What kind of return value a request's response came from: the `async_mvc.kind` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) enum Kind {
     Deferred,

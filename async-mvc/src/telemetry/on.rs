@@ -1,7 +1,11 @@
 //! The measurements, with the `metrics` feature: handles taken once where a measurement is per
 //! request, the facade's macros elsewhere.
 
-use std::time::{Duration, Instant};
+use rustc_hash::FxHashMap;
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use axum::extract::MatchedPath;
 use http::{Method, StatusCode};
@@ -12,10 +16,50 @@ use super::{Kind, *};
 /// An async manager's per-request instruments, taken when the manager is built.
 #[derive(Clone)]
 pub(crate) struct ManagerInstruments {
-    active_requests: Gauge,
+    series: Arc<DurationSeries>,
     /// In the order of `Outcome`.
     outcomes: [Counter; 6],
     lateness: Histogram,
+}
+
+/// The request-duration histograms a manager has recorded into, by their labels: a request
+/// finds its series by a hash of a few words instead of building its labels (and the route's
+/// string) and asking the recorder's registry.
+struct DurationSeries {
+    active_requests: Gauge,
+    cache: Mutex<FxHashMap<SeriesKey, Histogram>>,
+}
+
+/// How many label sets a manager remembers; past it (an application with that many routes ×
+/// statuses), series are looked up in the recorder each time.
+const SERIES_CACHE: usize = 4_096;
+
+/// A request-duration series' labels, cheap to hash: the route by its template's address (the
+/// key holds the template, so the address stays its own).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    route: Option<RouteKey>,
+    method: &'static str,
+    status: Option<u16>,
+    kind: Kind,
+    error: Option<&'static str>,
+}
+
+#[derive(Clone)]
+struct RouteKey(MatchedPath);
+
+impl PartialEq for RouteKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0.as_str(), other.0.as_str())
+    }
+}
+
+impl Eq for RouteKey {}
+
+impl std::hash::Hash for RouteKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self.0.as_str(), state);
+    }
 }
 
 /// How an async request ended: the `outcome` label.
@@ -41,7 +85,10 @@ const OUTCOMES: [&str; 6] = [
 impl ManagerInstruments {
     pub(crate) fn new() -> Self {
         ManagerInstruments {
-            active_requests: gauge!(ACTIVE_REQUESTS),
+            series: Arc::new(DurationSeries {
+                active_requests: gauge!(ACTIVE_REQUESTS),
+                cache: Mutex::new(FxHashMap::default()),
+            }),
             outcomes: OUTCOMES.map(|outcome| counter!(REQUEST_OUTCOME, "outcome" => outcome)),
             lateness: histogram!(TIMEOUT_LATENESS),
         }
@@ -61,14 +108,14 @@ impl ManagerInstruments {
 
     /// One request from its arrival to its last byte.
     pub(crate) fn observe(&self, method: &Method, route: Option<&MatchedPath>) -> Observation {
-        self.active_requests.increment(1.0);
+        self.series.active_requests.increment(1.0);
         Observation {
             started: Instant::now(),
             method: method_label(method),
             route: route.cloned(),
             kind: Kind::Sync,
             status: None,
-            active_requests: Some(self.active_requests.clone()),
+            series: Some(Arc::clone(&self.series)),
         }
     }
 }
@@ -88,7 +135,7 @@ pub(crate) struct Observation {
     kind: Kind,
     status: Option<StatusCode>,
     /// `None` once recorded.
-    active_requests: Option<Gauge>,
+    series: Option<Arc<DurationSeries>>,
 }
 
 impl Observation {
@@ -104,39 +151,42 @@ impl Observation {
 
     /// Records the request: ended normally (`error` `None`), or with that error type.
     pub(crate) fn finish(&mut self, error: Option<&'static str>) {
-        let Some(active) = self.active_requests.take() else {
+        let Some(series) = self.series.take() else {
             return;
         };
-        active.decrement(1.0);
+        series.active_requests.decrement(1.0);
         let seconds = self.started.elapsed().as_secs_f64();
-        let mut labels = Vec::with_capacity(5);
-        labels.push(metrics::Label::new("http.request.method", self.method));
-        labels.push(metrics::Label::new("async_mvc.kind", self.kind.as_str()));
-        if let Some(route) = &self.route {
-            labels.push(metrics::Label::new("http.route", route.as_str().to_owned()));
-        }
-        if let Some(status) = self.status {
-            labels.push(metrics::Label::new(
-                "http.response.status_code",
-                status_label(status),
-            ));
-        }
+        // A 5xx without another error type is its status code (the semconv's rule).
         let error = error.or_else(|| {
             self.status
                 .filter(StatusCode::is_server_error)
-                .map(|_| "server_error")
+                .map(|status| server_error_label(status.as_u16()))
         });
-        let error = match (error, self.status) {
-            (Some("server_error"), Some(status)) => {
-                Some(metrics::SharedString::from(status_label(status)))
-            }
-            (Some(error), _) => Some(metrics::SharedString::from(error)),
-            (None, _) => None,
+        let key = SeriesKey {
+            route: self.route.take().map(RouteKey),
+            method: self.method,
+            status: self.status.map(|status| status.as_u16()),
+            kind: self.kind,
+            error,
         };
-        if let Some(error) = error {
-            labels.push(metrics::Label::new("error.type", error));
-        }
-        histogram!(REQUEST_DURATION, labels).record(seconds);
+        let cached = series
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let histogram = match cached {
+            Some(histogram) => histogram,
+            None => {
+                let histogram = histogram!(REQUEST_DURATION, labels(&key));
+                let mut cache = series.cache.lock().unwrap_or_else(PoisonError::into_inner);
+                if cache.len() < SERIES_CACHE {
+                    cache.insert(key, histogram.clone());
+                }
+                histogram
+            }
+        };
+        histogram.record(seconds);
     }
 }
 
@@ -144,6 +194,41 @@ impl Drop for Observation {
     fn drop(&mut self) {
         // Not finished by a body: the client left before the response ended.
         self.finish(Some("disconnected"));
+    }
+}
+
+/// A series' labels, in the semconv's names.
+fn labels(key: &SeriesKey) -> Vec<metrics::Label> {
+    let mut labels = Vec::with_capacity(5);
+    labels.push(metrics::Label::new("http.request.method", key.method));
+    labels.push(metrics::Label::new("async_mvc.kind", key.kind.as_str()));
+    if let Some(route) = &key.route {
+        labels.push(metrics::Label::new(
+            "http.route",
+            route.0.as_str().to_owned(),
+        ));
+    }
+    if let Some(status) = key.status {
+        labels.push(metrics::Label::new(
+            "http.response.status_code",
+            status.to_string(),
+        ));
+    }
+    if let Some(error) = key.error {
+        labels.push(metrics::Label::new("error.type", error));
+    }
+    labels
+}
+
+/// `error.type` of a 5xx status: its code, as a static text for the common ones.
+fn server_error_label(status: u16) -> &'static str {
+    match status {
+        500 => "500",
+        501 => "501",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "5xx",
     }
 }
 
@@ -160,22 +245,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "_OTHER",
-    }
-}
-
-fn status_label(status: StatusCode) -> metrics::SharedString {
-    match status.as_u16() {
-        200 => "200".into(),
-        201 => "201".into(),
-        202 => "202".into(),
-        204 => "204".into(),
-        304 => "304".into(),
-        400 => "400".into(),
-        404 => "404".into(),
-        500 => "500".into(),
-        502 => "502".into(),
-        503 => "503".into(),
-        other => other.to_string().into(),
     }
 }
 
