@@ -304,6 +304,13 @@ fn unavailable(error: redis::RedisError) -> BrokerError {
     BrokerError::Unavailable(error.to_string())
 }
 
+/// Milliseconds since the Unix epoch, by this instance's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
 /// The epoch a new history starts with: the time in microseconds.
 fn new_epoch() -> u64 {
     std::time::SystemTime::now()
@@ -319,7 +326,7 @@ impl MessageBroker for RedisBroker {
         payload: Bytes,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         let channel = self.key("c", channel);
-        let message = wire::encode(topic, None, &payload);
+        let message = wire::encode(topic, None, now_ms(), &payload);
         Box::pin(async move {
             self.run(|mut connection| {
                 let (channel, message) = (channel.clone(), message.clone());

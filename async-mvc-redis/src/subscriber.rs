@@ -128,8 +128,14 @@ async fn session(
                     return Ok(());
                 };
                 match wire::decode(message.get_payload_bytes()) {
-                    Some(decoded) => subscriptions
-                        .dispatch(message.get_channel_name(), &BrokerEvent::Message(decoded)),
+                    Some((decoded, sent_ms)) => {
+                        #[cfg(feature = "metrics")]
+                        record_lag(sent_ms);
+                        #[cfg(not(feature = "metrics"))]
+                        let _ = sent_ms;
+                        subscriptions
+                            .dispatch(message.get_channel_name(), &BrokerEvent::Message(decoded));
+                    }
                     None => tracing::warn!("an undecodable pub/sub message: ignored"),
                 }
             }
@@ -149,6 +155,17 @@ async fn session(
             }
         }
     }
+}
+
+/// `async_mvc.cluster.pubsub.lag`: from a message's publication (`sent_ms`, ms since the Unix
+/// epoch; instances' and Redis's clocks must agree) to its arrival on this instance.
+#[cfg(feature = "metrics")]
+fn record_lag(sent_ms: u64) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    let lag = Duration::from_millis(now_ms.saturating_sub(sent_ms));
+    metrics::histogram!(async_mvc::telemetry::PUBSUB_LAG).record(lag.as_secs_f64());
 }
 
 fn timeout_error() -> redis::RedisError {

@@ -6,7 +6,8 @@
 use std::sync::{Arc, OnceLock};
 
 use async_mvc::telemetry::{
-    describe, DURATION_BUCKETS, LAG_BUCKETS, REPLY_DURATION, REQUEST_DURATION, TIMEOUT_LATENESS,
+    describe, DURATION_BUCKETS, LAG_BUCKETS, PUBSUB_LAG, REPLY_DURATION, REQUEST_DURATION,
+    TIMEOUT_LATENESS,
 };
 use axum::{http::StatusCode, response::IntoResponse, routing::get, Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -76,6 +77,9 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
                         Matcher::Full(TIMEOUT_LATENESS.to_owned()),
                         LAG_BUCKETS,
                     )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(PUBSUB_LAG.to_owned()), LAG_BUCKETS)
                 });
             let handle = match builder.map(PrometheusBuilder::install_recorder) {
                 Ok(Ok(handle)) => handle,

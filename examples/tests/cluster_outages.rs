@@ -262,6 +262,22 @@ async fn every_process_says_it_is_not_ready_while_redis_is_down() {
     for url in [cluster.web(0).url("/readyz"), worker.url("/readyz")] {
         assert_eq!(probe(url).await.0, StatusCode::OK);
     }
+    let web_metrics = http
+        .get(cluster.web(0).url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag_count = web_metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("async_mvc_cluster_pubsub_lag_seconds_count "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(
+        lag_count.is_some_and(|count| count >= 1.0),
+        "the web instance timed the changes it heard: {lag_count:?}"
+    );
     let scraped = http.get(worker.url("/metrics")).send().await.unwrap();
     assert_eq!(scraped.status(), StatusCode::OK);
     let text = scraped.text().await.unwrap();

@@ -436,3 +436,77 @@ async fn a_value_set_before_the_handler_returned_is_still_a_deferred_result() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn every_kind_of_return_value_has_its_label() {
+    use async_mvc::{
+        ReactiveFuture, ReactiveStream, ResponseBodyEmitter, StreamingResponseBody, WebAsyncTask,
+    };
+    use tokio::io::AsyncWriteExt;
+    let _one = SERIAL.lock().await;
+    let app = observed(
+        Router::new()
+            .route(
+                "/m/kinds/task",
+                get(|| async { WebAsyncTask::from_future(async { "task" }) }),
+            )
+            .route(
+                "/m/kinds/future",
+                get(|| async { ReactiveFuture::new(async { "future" }) }),
+            )
+            .route(
+                "/m/kinds/stream",
+                get(|| async { ReactiveStream::new(futures::stream::iter(["a", "b"])) }),
+            )
+            .route(
+                "/m/kinds/emitter",
+                get(|| async {
+                    let emitter = ResponseBodyEmitter::new();
+                    let sender = emitter.clone();
+                    tokio::spawn(async move {
+                        sender.send_bytes("chunk").await.unwrap();
+                        sender.complete();
+                    });
+                    emitter
+                }),
+            )
+            .route(
+                "/m/kinds/download",
+                get(|| async {
+                    StreamingResponseBody::new(|mut out| async move {
+                        out.write_all(b"bytes").await?;
+                        out.shutdown().await
+                    })
+                }),
+            ),
+        manager(),
+    );
+    let server = TestServer::start(app).await;
+    let routes = [
+        ("/m/kinds/task", "task"),
+        ("/m/kinds/future", "reactive"),
+        ("/m/kinds/stream", "reactive"),
+        ("/m/kinds/emitter", "emitter"),
+        ("/m/kinds/download", "streaming"),
+    ];
+    for (route, _) in routes {
+        let answer = client().get(server.url(route)).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{route}");
+        answer.bytes().await.unwrap();
+    }
+    until("each kind recorded", |text| {
+        routes.iter().all(|(route, kind)| {
+            value(
+                text,
+                "http_server_request_duration_seconds_count",
+                &[
+                    ("http_request_method", "GET"),
+                    ("http_route", route),
+                    ("http_response_status_code", "200"),
+                    ("async_mvc_kind", kind),
+                ],
+            ) == 1.0
+        })
+    })
+    .await;
+}

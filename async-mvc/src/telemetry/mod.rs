@@ -24,6 +24,7 @@
 //! | [`SSE_EVENTS`], [`SSE_BYTES`] `async_mvc.sse.events`, `async_mvc.sse.bytes` | counters | events, bytes | — |
 //! | [`SSE_REPLAYS`] `async_mvc.sse.replays` | counter | subscribers | `result`: full, reset |
 //! | [`SSE_SLOW_CONSUMERS`] `async_mvc.sse.slow_consumers` | counter | streams | — |
+//! | [`PUBSUB_LAG`] `async_mvc.cluster.pubsub.lag` | histogram | s | — (`async-mvc-redis`, its `metrics` feature) |
 //! | [`BROKER_RECONNECTS`] `async_mvc.cluster.broker.reconnects` | counter | reconnects | — (`async-mvc-redis`, its `metrics` feature) |
 //! | [`OUTBOX_DEPTH`] `async_mvc.cluster.outbox.depth` | gauge | operations | — (`async-mvc-redis`, its `metrics` feature) |
 //! | [`REPLY_DURATION`] `async_mvc.cluster.reply.duration` | histogram | s | `queue`, `outcome`: reply, error, timed_out |
@@ -96,6 +97,9 @@ pub const SSE_REPLAYS: &str = "async_mvc.sse.replays";
 /// `async_mvc.sse.slow_consumers`: SSE streams given up because their client read too slowly
 /// (counter).
 pub const SSE_SLOW_CONSUMERS: &str = "async_mvc.sse.slow_consumers";
+/// `async_mvc.cluster.pubsub.lag`: seconds from a message's publication (Redis's clock for an
+/// append) to its arrival on this instance (histogram; the clocks must agree, to the ms).
+pub const PUBSUB_LAG: &str = "async_mvc.cluster.pubsub.lag";
 /// `async_mvc.cluster.broker.reconnects`: times a broker's subscription came back (counter).
 pub const BROKER_RECONNECTS: &str = "async_mvc.cluster.broker.reconnects";
 /// `async_mvc.cluster.outbox.depth`: operations waiting for an unreachable broker (gauge).
@@ -125,7 +129,7 @@ pub const DURATION_BUCKETS: &[f64] = &[
     120.0, 300.0, 600.0, 3600.0,
 ];
 
-/// Buckets for [`TIMEOUT_LATENESS`], in seconds: 100 µs to 10 s.
+/// Buckets for [`TIMEOUT_LATENESS`] and [`PUBSUB_LAG`], in seconds: 100 µs to 10 s.
 pub const LAG_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     10.0,

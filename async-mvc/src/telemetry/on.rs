@@ -403,6 +403,11 @@ pub fn describe() {
         SSE_SLOW_CONSUMERS,
         "SSE streams given up: the client read too slowly."
     );
+    describe_histogram!(
+        PUBSUB_LAG,
+        Unit::Seconds,
+        "From a broker message's publication to its arrival on this instance."
+    );
     describe_counter!(
         BROKER_RECONNECTS,
         "Times the broker subscription came back."
