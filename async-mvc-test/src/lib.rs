@@ -16,6 +16,10 @@
 //!   [`reconnect`](SseProbe::reconnect) with the last event ID.
 //! - [`ChunkProbe`]: any streamed body by chunk, or as NDJSON lines.
 //! - [`capture`]: what an `SseEmitter` or `ResponseBodyEmitter` sends, without HTTP.
+//! - [`TestCluster`]: `n` instances (each its own router and manager) on one in-memory broker,
+//!   each through a [`FaultyBroker`] — messages lost or late, acknowledgements failing, one
+//!   instance partitioned, the broker down and back ([`Faults`]); or on brokers of the test's
+//!   choosing (a real Redis).
 //!
 //! # A 30-second timeout in milliseconds
 //!
@@ -59,11 +63,16 @@
 //! | an infinite stream | read what you need, then [`disconnect`](SseProbe::disconnect) | no (#32687) | with `take` | no |
 //! | reconnect with `Last-Event-ID` | [`SseProbe::reconnect`] | no | by hand | no |
 //! | an emitter without HTTP | [`capture`] | no | no | no |
+//! | a cluster of instances, faults injected | [`TestCluster`], [`FaultyBroker`] | no | no | no |
 
 mod client;
+mod cluster;
+mod faulty;
 mod probe;
 mod response;
 
 pub use client::{capture, TestClient, TestRequest};
+pub use cluster::TestCluster;
+pub use faulty::{Faults, FaultyBroker};
 pub use probe::{ChunkProbe, SseEvent, SseProbe};
 pub use response::{Pending, TestResponse};
