@@ -1,5 +1,7 @@
-//! End-to-end tests of `DeferredResult` through the async manager: a real server on loopback, a
-//! real HTTP client, plain axum handlers (the macro routes are covered in `controller.rs`).
+//! End-to-end tests of `DeferredResult` through the async manager, on the test kit
+//! (`async_mvc_test::TestClient`: through the router, no socket; timeouts under paused time),
+//! plain axum handlers (the macro routes are covered in `controller.rs`); the raw bytes of a
+//! completed long poll over real HTTP on loopback.
 #![allow(clippy::unwrap_used)] // test helpers: a poisoned lock is a failed test
 
 use std::{
@@ -9,7 +11,8 @@ use std::{
 };
 
 use async_mvc::{AsyncConfig, AsyncManager, DeferredResult, RouterExt};
-use async_mvc_tests::{client, eventually, within, TestServer};
+use async_mvc_test::TestClient;
+use async_mvc_tests::{eventually, within, TestServer};
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -65,30 +68,25 @@ fn long_poll_app(waiters: Waiters, manager: AsyncManager) -> Router {
 async fn long_poll_is_completed_by_another_http_request() {
     let waiters = Waiters::default();
     let manager = AsyncManager::new(AsyncConfig::new());
-    let server = TestServer::start(long_poll_app(waiters.clone(), manager.clone())).await;
-    let http = client();
+    let server = TestClient::new(long_poll_app(waiters.clone(), manager.clone()));
 
-    let poll = tokio::spawn(http.get(server.url("/wait/a")).send());
-    eventually("the long poll is pending", || {
-        manager.metrics().in_flight == 1
-    })
-    .await;
+    let poll = server.get("/wait/a").start();
+    assert!(poll.async_started().await);
 
-    let won = http
-        .post(server.url("/complete/a"))
+    let won = server
+        .post("/complete/a")
         .body("hello")
         .send()
-        .await
-        .unwrap();
-    assert_eq!(won.text().await.unwrap(), "true");
+        .await;
+    assert_eq!(won.text(), "true");
 
-    let response = within("long poll", poll).await.unwrap().unwrap();
+    let response = poll.response().await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()["content-type"],
         "text/plain; charset=utf-8"
     );
-    assert_eq!(response.text().await.unwrap(), "hello");
+    assert_eq!(response.text(), "hello");
 
     let metrics = manager.metrics();
     assert_eq!(metrics.in_flight, 0);
@@ -100,22 +98,18 @@ async fn long_poll_is_completed_by_another_http_request() {
 async fn second_set_result_returns_false_and_the_client_sees_the_first_value() {
     let waiters = Waiters::default();
     let manager = AsyncManager::new(AsyncConfig::new());
-    let server = TestServer::start(long_poll_app(waiters.clone(), manager.clone())).await;
-    let http = client();
+    let server = TestClient::new(long_poll_app(waiters.clone(), manager.clone()));
 
-    let poll = tokio::spawn(http.get(server.url("/wait/k")).send());
-    eventually("the long poll is pending", || {
-        manager.metrics().in_flight == 1
-    })
-    .await;
+    let poll = server.get("/wait/k").start();
+    assert!(poll.async_started().await);
 
-    let first = http.post(server.url("/complete/k")).body("first");
-    assert_eq!(first.send().await.unwrap().text().await.unwrap(), "true");
-    let second = http.post(server.url("/complete/k")).body("second");
-    assert_eq!(second.send().await.unwrap().text().await.unwrap(), "false");
+    let first = server.post("/complete/k").body("first");
+    assert_eq!(first.send().await.text(), "true");
+    let second = server.post("/complete/k").body("second");
+    assert_eq!(second.send().await.text(), "false");
 
-    let response = within("long poll", poll).await.unwrap().unwrap();
-    assert_eq!(response.text().await.unwrap(), "first");
+    let response = poll.response().await;
+    assert_eq!(response.text(), "first");
     let result = waiters.get("k").unwrap();
     assert!(result.has_result());
     assert!(result.is_set_or_expired());
@@ -136,11 +130,11 @@ async fn result_set_from_a_std_thread_without_a_runtime() {
     let app = Router::new()
         .route("/", get(handler))
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.unwrap(), "from a thread");
+    assert_eq!(response.text(), "from a thread");
 }
 
 #[tokio::test]
@@ -156,16 +150,16 @@ async fn result_set_before_the_handler_returns_completes_at_once() {
     let app = Router::new()
         .route("/", get(handler))
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.unwrap(), "ready");
+    assert_eq!(response.text(), "ready");
     assert_eq!(manager.metrics().completed, 1);
     assert_eq!(manager.metrics().timed_out, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn per_result_timeout_renders_the_timeout_result() {
     async fn handler() -> DeferredResult<Response> {
         DeferredResult::with_timeout_result(
@@ -177,9 +171,9 @@ async fn per_result_timeout_renders_the_timeout_result() {
     let app = Router::new()
         .route("/", get(handler))
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     let metrics = manager.metrics();
     assert_eq!(
@@ -188,7 +182,7 @@ async fn per_result_timeout_renders_the_timeout_result() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lazy_timeout_result_is_computed_only_when_the_timeout_fires() {
     let calls = Arc::new(Mutex::new(0));
     let app = Router::new()
@@ -212,20 +206,19 @@ async fn lazy_timeout_result_is_computed_only_when_the_timeout_fires() {
             }),
         )
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
-    let http = client();
+    let server = TestClient::new(app);
 
-    let in_time = http.get(server.url("/true")).send().await.unwrap();
-    assert_eq!(in_time.text().await.unwrap(), "set in time");
+    let in_time = server.get("/true").send().await;
+    assert_eq!(in_time.text(), "set in time");
     assert_eq!(*calls.lock().unwrap(), 0);
 
-    let timed_out = http.get(server.url("/false")).send().await.unwrap();
+    let timed_out = server.get("/false").send().await;
     assert_eq!(timed_out.status(), StatusCode::OK);
-    assert_eq!(timed_out.text().await.unwrap(), "computed at timeout");
+    assert_eq!(timed_out.text(), "computed at timeout");
     assert_eq!(*calls.lock().unwrap(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn on_timeout_may_set_the_result_and_callbacks_run_in_spring_order() {
     let events = Arc::new(Mutex::new(Vec::<String>::new()));
     let app = Router::new()
@@ -255,18 +248,18 @@ async fn on_timeout_may_set_the_result_and_callbacks_run_in_spring_order() {
             }),
         )
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.unwrap(), "set by on_timeout");
+    assert_eq!(response.text(), "set by on_timeout");
     assert_eq!(
         *events.lock().unwrap(),
         ["timeout", "set:true", "completion"]
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn timeout_without_a_result_is_503_and_the_result_expires() {
     let results = Arc::new(Mutex::new(Vec::new()));
     let app = Router::new()
@@ -282,12 +275,12 @@ async fn timeout_without_a_result_is_503_and_the_result_expires() {
             }),
         )
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
-        response.text().await.unwrap(),
+        response.text(),
         "async request timed out after 100 ms"
     );
     let result = results.lock().unwrap()[0].clone();
@@ -296,7 +289,7 @@ async fn timeout_without_a_result_is_503_and_the_result_expires() {
     assert!(!result.set_result("too late".to_owned()));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn default_timeout_from_async_config_applies_when_the_result_has_none() {
     async fn handler() -> DeferredResult<String> {
         DeferredResult::new()
@@ -311,12 +304,12 @@ async fn default_timeout_from_async_config_applies_when_the_result_has_none() {
     let app = Router::new()
         .route("/", get(handler))
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(
-        response.text().await.unwrap(),
+        response.text(),
         "custom: async request timed out after 150 ms"
     );
     assert_eq!(manager.metrics().timed_out, 1);
@@ -348,13 +341,13 @@ async fn error_result_is_rendered_through_its_into_response() {
     let app = Router::new()
         .route("/", get(handler))
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(
-        response.text().await.unwrap(),
+        response.text(),
         r#"{"error":"already shipped"}"#
     );
 }
@@ -381,18 +374,11 @@ async fn client_disconnect_while_pending_runs_error_then_completion() {
             }),
         )
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    socket
-        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    eventually("the request is pending", || {
-        manager.metrics().in_flight == 1
-    })
-    .await;
-    drop(socket);
+    let request = server.get("/").start();
+    assert!(request.async_started().await);
+    request.disconnect();
 
     eventually("on_completion ran", || events.lock().unwrap().len() == 2).await;
     assert_eq!(
@@ -416,14 +402,10 @@ async fn client_disconnect_while_pending_runs_error_then_completion() {
 async fn callbacks_registered_after_the_handler_returned_still_run() {
     let waiters = Waiters::default();
     let manager = AsyncManager::new(AsyncConfig::new());
-    let server = TestServer::start(long_poll_app(waiters.clone(), manager.clone())).await;
-    let http = client();
+    let server = TestClient::new(long_poll_app(waiters.clone(), manager.clone()));
 
-    let poll = tokio::spawn(http.get(server.url("/wait/late")).send());
-    eventually("the long poll is pending", || {
-        manager.metrics().in_flight == 1
-    })
-    .await;
+    let poll = server.get("/wait/late").start();
+    assert!(poll.async_started().await);
     let completed = Arc::new(Mutex::new(0));
     let result = waiters.get("late").unwrap();
     // Registered from a plain thread, after the handler returned; the second replaces the first.
@@ -437,8 +419,8 @@ async fn callbacks_registered_after_the_handler_returned_still_run() {
     });
     assert!(result.set_result("done".to_owned()));
 
-    let response = within("long poll", poll).await.unwrap().unwrap();
-    assert_eq!(response.text().await.unwrap(), "done");
+    let response = poll.response().await;
+    assert_eq!(response.text(), "done");
     eventually("on_completion ran", || *completed.lock().unwrap() != 0).await;
     assert_eq!(*completed.lock().unwrap(), 1);
 }
@@ -448,18 +430,10 @@ async fn thousand_concurrent_long_polls_each_receive_their_own_value() {
     const CLIENTS: usize = 1_000;
     let waiters = Waiters::default();
     let manager = AsyncManager::new(AsyncConfig::new());
-    let server = TestServer::start(long_poll_app(waiters.clone(), manager.clone())).await;
-    let http = client();
+    let server = TestClient::new(long_poll_app(waiters.clone(), manager.clone()));
 
     let polls: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let request = http.get(server.url(&format!("/wait/{i}"))).send();
-            tokio::spawn(async move {
-                let response = request.await?;
-                assert_eq!(response.status(), StatusCode::OK);
-                response.text().await
-            })
-        })
+        .map(|i| server.get(&format!("/wait/{i}")).start())
         .collect();
     eventually("all long polls are pending", || {
         manager.metrics().in_flight == CLIENTS as u64
@@ -476,8 +450,9 @@ async fn thousand_concurrent_long_polls_each_receive_their_own_value() {
         }
     });
     for (i, poll) in polls.into_iter().enumerate() {
-        let body = within("long poll", poll).await.unwrap().unwrap();
-        assert_eq!(body, format!("value-{i}"));
+        let response = poll.response().await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text(), format!("value-{i}"));
     }
     let metrics = manager.metrics();
     assert_eq!((metrics.in_flight, metrics.completed), (0, CLIENTS as u64));
@@ -499,11 +474,11 @@ async fn without_async_support_the_response_names_the_fix_and_the_result_expires
             }
         }),
     );
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body = response.text().await.unwrap();
+    let body = response.text();
     assert!(
         body.contains(".async_support(AsyncConfig::default())"),
         "{body}"
