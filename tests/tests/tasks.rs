@@ -1,5 +1,6 @@
 //! End-to-end tests of `Callable` and `WebAsyncTask`: values, panics, timeouts, the bounded
-//! executor's rejections, and custom error responses. Interceptor order is in `interceptors.rs`.
+//! executor's rejections, and custom error responses, on the test kit (`TestClient`, through
+//! the router). Interceptor order is in `interceptors.rs`.
 #![allow(clippy::unwrap_used)] // test helpers: a poisoned lock is a failed test
 
 use std::{
@@ -13,7 +14,8 @@ use std::{
 use async_mvc::{
     AsyncConfig, AsyncError, AsyncManager, AsyncTaskExecutor, Callable, RouterExt, WebAsyncTask,
 };
-use async_mvc_tests::{client, eventually, within, TestServer, WAIT_LIMIT};
+use async_mvc_test::TestClient;
+use async_mvc_tests::{eventually, within, WAIT_LIMIT};
 use axum::{
     extract::Path,
     http::StatusCode,
@@ -21,7 +23,6 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use tokio::io::AsyncWriteExt;
 
 /// A gate blocking tasks until the test opens it (with a hang guard).
 #[derive(Clone, Default)]
@@ -70,15 +71,14 @@ async fn callable_values_from_a_thread_and_from_a_future() {
             }),
         )
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
-    let http = client();
+    let server = TestClient::new(app);
 
-    let response = http.get(server.url("/blocking/12")).send().await.unwrap();
+    let response = server.get("/blocking/12").send().await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.unwrap(), r#"{"square":144}"#);
-    let response = http.get(server.url("/future")).send().await.unwrap();
+    assert_eq!(response.text(), r#"{"square":144}"#);
+    let response = server.get("/future").send().await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(response.text().await.unwrap(), "from a future");
+    assert_eq!(response.text(), "from a future");
 }
 
 #[tokio::test]
@@ -95,15 +95,10 @@ async fn blocking_tasks_run_on_the_executors_named_threads() {
             }),
         )
         .async_support(AsyncConfig::new().task_executor(executor));
-    let server = TestServer::start(app).await;
-    let name = client()
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let server = TestClient::new(app);
+    let name = server.get("/")
+        .send().await
+        .text();
     assert!(name.starts_with("invoice-"), "{name}");
 }
 
@@ -123,17 +118,16 @@ async fn a_panicking_task_is_500_for_that_request_only() {
             }),
         )
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
-    let http = client();
+    let server = TestClient::new(app);
 
     for _ in 0..3 {
-        let failed = http.get(server.url("/true")).send().await.unwrap();
+        let failed = server.get("/true").send().await;
         assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(failed.text().await.unwrap(), "the async task failed");
+        assert_eq!(failed.text(), "the async task failed");
         // A pool of one thread still serves the next request.
-        let ok = http.get(server.url("/false")).send().await.unwrap();
+        let ok = server.get("/false").send().await;
         assert_eq!(ok.status(), StatusCode::OK);
-        assert_eq!(ok.text().await.unwrap(), "rendered");
+        assert_eq!(ok.text(), "rendered");
     }
     let metrics = manager.metrics();
     assert_eq!(
@@ -155,10 +149,10 @@ async fn on_error_may_replace_a_panic_with_a_value() {
             }),
         )
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let server = TestClient::new(app);
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.unwrap(), "recovered");
+    assert_eq!(response.text(), "recovered");
 }
 
 #[tokio::test]
@@ -188,11 +182,11 @@ async fn timeout_with_on_timeout_fallback_cancels_the_blocking_task() {
             }),
         )
         .async_support(AsyncConfig::new());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(response.text().await.unwrap(), "still working");
+    assert_eq!(response.text(), "still working");
     eventually("the task saw its token cancelled", || {
         cancelled_seen.load(Ordering::SeqCst)
     })
@@ -226,12 +220,12 @@ async fn timeout_without_fallback_is_503_and_drops_an_async_task() {
             }),
         )
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let response = client().get(server.url("/")).send().await.unwrap();
+    let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
-        response.text().await.unwrap(),
+        response.text(),
         "async request timed out after 100 ms"
     );
     assert!(dropped.load(Ordering::SeqCst), "the future was dropped");
@@ -259,17 +253,16 @@ async fn saturated_executor_answers_exactly_four_200_and_sixteen_503_at_once() {
             }),
         )
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
-    let http = client();
+    let server = TestClient::new(app);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..CLIENTS {
-        let (request, tx) = (http.get(server.url("/")).send(), tx.clone());
+        let (request, tx) = (server.get("/").send(), tx.clone());
         tokio::spawn(async move {
-            let response = request.await.unwrap();
+            let response = request.await;
             let retry_after = response.headers().get("retry-after").cloned();
             let status = response.status();
-            let body = response.text().await.unwrap();
+            let body = response.text();
             tx.send((status, retry_after, body)).unwrap();
         });
     }
@@ -334,25 +327,24 @@ async fn custom_error_mapping_replaces_the_default_bodies() {
             get(|| async { Callable::new(|| -> &'static str { panic!("bug") }) }),
         )
         .async_support(config);
-    let server = TestServer::start(app).await;
-    let http = client();
+    let server = TestClient::new(app);
 
-    let timed_out = http.get(server.url("/slow")).send().await.unwrap();
+    let timed_out = server.get("/slow").send().await;
     assert_eq!(timed_out.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(timed_out.text().await.unwrap(), r#"{"error":"timeout"}"#);
+    assert_eq!(timed_out.text(), r#"{"error":"timeout"}"#);
     // The timed-out task still holds the only thread: the next one is rejected.
-    let busy = http.get(server.url("/panic")).send().await.unwrap();
+    let busy = server.get("/panic").send().await;
     assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(busy.headers()["retry-after"], "5");
-    assert_eq!(busy.text().await.unwrap(), r#"{"error":"busy"}"#);
+    assert_eq!(busy.text(), r#"{"error":"busy"}"#);
     gate.open();
     let mut failed: Option<Response> = None;
     // Once the thread is free again, the panic maps to the custom 500 body.
     for _ in 0..200 {
-        let response = http.get(server.url("/panic")).send().await.unwrap();
+        let response = server.get("/panic").send().await;
         if response.status() != StatusCode::SERVICE_UNAVAILABLE {
             assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-            assert_eq!(response.text().await.unwrap(), r#"{"error":"failed"}"#);
+            assert_eq!(response.text(), r#"{"error":"failed"}"#);
             failed = Some(StatusCode::OK.into_response());
             break;
         }
@@ -390,18 +382,14 @@ async fn client_disconnect_cancels_the_task_and_runs_on_error_then_on_completion
             }),
         )
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
 
-    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    socket
-        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let request = server.get("/").start();
     eventually("the task is running", || {
         events.lock().unwrap().contains(&"task started".to_owned())
     })
     .await;
-    drop(socket);
+    request.disconnect();
     eventually("the task stopped", || events.lock().unwrap().len() == 4).await;
     // The request side runs its callbacks in order; the task's thread stops concurrently.
     let events = events.lock().unwrap().clone();
@@ -444,11 +432,11 @@ async fn a_task_refused_at_shutdown_tells_on_error_which_may_answer() {
             }),
         )
         .async_support(manager.clone());
-    let server = TestServer::start(app).await;
+    let server = TestClient::new(app);
     manager.shutdown();
-    let response = client().get(server.url("/task")).send().await.unwrap();
+    let response = server.get("/task").send().await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.text().await.unwrap(), "closed for the night");
+    assert_eq!(response.text(), "closed for the night");
     assert_eq!(
         *seen.lock().unwrap(),
         [
