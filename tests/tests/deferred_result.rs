@@ -73,11 +73,7 @@ async fn long_poll_is_completed_by_another_http_request() {
     let poll = server.get("/wait/a").start();
     assert!(poll.async_started().await);
 
-    let won = server
-        .post("/complete/a")
-        .body("hello")
-        .send()
-        .await;
+    let won = server.post("/complete/a").body("hello").send().await;
     assert_eq!(won.text(), "true");
 
     let response = poll.response().await;
@@ -279,10 +275,7 @@ async fn timeout_without_a_result_is_503_and_the_result_expires() {
 
     let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        response.text(),
-        "async request timed out after 100 ms"
-    );
+    assert_eq!(response.text(), "async request timed out after 100 ms");
     let result = results.lock().unwrap()[0].clone();
     assert!(result.is_set_or_expired());
     assert!(!result.has_result());
@@ -346,10 +339,7 @@ async fn error_result_is_rendered_through_its_into_response() {
     let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert_eq!(response.headers()["content-type"], "application/json");
-    assert_eq!(
-        response.text(),
-        r#"{"error":"already shipped"}"#
-    );
+    assert_eq!(response.text(), r#"{"error":"already shipped"}"#);
 }
 
 #[tokio::test]

@@ -96,9 +96,7 @@ async fn blocking_tasks_run_on_the_executors_named_threads() {
         )
         .async_support(AsyncConfig::new().task_executor(executor));
     let server = TestClient::new(app);
-    let name = server.get("/")
-        .send().await
-        .text();
+    let name = server.get("/").send().await.text();
     assert!(name.starts_with("invoice-"), "{name}");
 }
 
@@ -224,10 +222,7 @@ async fn timeout_without_fallback_is_503_and_drops_an_async_task() {
 
     let response = server.get("/").send().await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        response.text(),
-        "async request timed out after 100 ms"
-    );
+    assert_eq!(response.text(), "async request timed out after 100 ms");
     assert!(dropped.load(Ordering::SeqCst), "the future was dropped");
     assert_eq!(manager.metrics().timed_out, 1);
 }
