@@ -263,6 +263,19 @@ impl ChunkProbe {
         }
     }
 
+    /// The next chunk, or how the body broke off (an aborted stream: what a client sees as a
+    /// truncated response); `None` at a clean end.
+    pub async fn try_next_chunk(&mut self) -> Option<Result<Bytes, String>> {
+        if !self.pending.is_empty() {
+            return Some(Ok(self.pending.split().freeze()));
+        }
+        let next = self.body.as_mut()?.next().await;
+        if !matches!(next, Some(Ok(_))) {
+            self.body = None;
+        }
+        next
+    }
+
     /// The next line, without its LF (a last line without one counts at the end).
     pub async fn next_line(&mut self) -> Option<String> {
         loop {
