@@ -48,13 +48,17 @@ impl Instance {
 
     /// The instance's routes.
     pub fn router(&self) -> Router {
+        self.routes().async_support(self.manager.clone())
+    }
+
+    /// The instance's routes without async support, for a test kit that adds its own.
+    pub fn routes(&self) -> Router {
         Router::new()
             .route("/wait/{key}", get(wait))
             .route("/complete/{key}", post(complete))
             .route("/events/{topic}", get(events))
             .route("/send/{topic}", post(send))
             .with_state(self.clone())
-            .async_support(self.manager.clone())
     }
 }
 

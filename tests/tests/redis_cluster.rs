@@ -286,3 +286,64 @@ async fn a_trimmed_id_on_redis_replays_the_retained_window_and_says_reset() {
     let offsets: Vec<u64> = rest.iter().map(|(id, _)| offset(id)).collect();
     assert_eq!(offsets, (211..=250).collect::<Vec<_>>());
 }
+
+/// The test kit's cluster on a real Redis: `TestCluster::on_brokers`, one `RedisBroker` per
+/// instance, a long poll on one completed from another and an SSE resume on a third.
+#[tokio::test]
+async fn the_test_kits_cluster_runs_on_a_real_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut brokers: Vec<Arc<dyn MessageBroker>> = Vec::new();
+    let mut redis_brokers = Vec::new();
+    for _ in 0..3 {
+        let redis_broker = broker(&redis, "kit").await;
+        brokers.push(Arc::new(redis_broker.clone()));
+        redis_brokers.push(redis_broker);
+    }
+    let cluster = async_mvc_test::TestCluster::on_brokers(brokers, |broker| {
+        Instance::new(&broker, false, 100).routes()
+    });
+    for broker in &redis_brokers {
+        eventually("subscribed to redis", || broker.metrics().subscribed).await;
+    }
+    assert!(
+        cluster.faults(0).is_none(),
+        "a real broker: break it instead"
+    );
+    let waiting = cluster.client(0).get("/wait/k").start();
+    assert!(waiting.async_started().await);
+    let done = cluster
+        .client(1)
+        .post("/complete/k")
+        .body("packed")
+        .send()
+        .await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        within("the waiter", waiting.response()).await.text(),
+        "packed"
+    );
+
+    let mut on_a = cluster.client(0).get("/events/kt").sse().await;
+    for n in 1..=3 {
+        cluster
+            .client(1)
+            .post("/send/kt")
+            .body(format!("n{n}"))
+            .send()
+            .await;
+    }
+    let seen = within("events on A", on_a.take(2)).await;
+    let last = on_a.disconnect();
+    assert_eq!(last, seen[1].id);
+    let mut on_c = cluster
+        .client(2)
+        .get("/events/kt")
+        .last_event_id(&last)
+        .sse()
+        .await;
+    assert_eq!(on_c.headers()[LAST_EVENT_ID_STATUS], "recovered");
+    let rest = within("the resume on C", on_c.take(1)).await;
+    assert_eq!(rest[0].data, "n3");
+}
